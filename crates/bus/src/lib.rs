@@ -1,0 +1,1 @@
+//! NATS JetStream wiring shared by the services: streams, buckets, publishing and consuming events.

@@ -1,0 +1,1 @@
+//! Online log-template mining and log anomaly scoring.

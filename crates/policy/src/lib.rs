@@ -1,0 +1,1 @@
+//! Recovery policy inputs, rule policy and the fault-and-recovery simulator.

@@ -1,0 +1,1 @@
+//! What every service shares: common flags, telemetry, metrics, gRPC serving and shutdown.
