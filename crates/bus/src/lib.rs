@@ -1,1 +1,19 @@
-//! NATS JetStream wiring shared by the services: streams, buckets, publishing and consuming events.
+//! NATS JetStream wiring shared by the services: the streams and buckets, publishing events
+//! with deduplication ids and trace context, and durable consumers.
+
+mod consume;
+mod error;
+mod publish;
+mod registry;
+pub mod subjects;
+mod topology;
+mod trace;
+
+pub use consume::{Delivery, Disposition, consume};
+pub use error::{Error, Result};
+pub use publish::Bus;
+pub use registry::{Registry, RegistryChange};
+pub use topology::ConsumerSpec;
+pub use trace::{extract_context, inject_context};
+
+pub use async_nats;

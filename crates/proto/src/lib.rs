@@ -1,8 +1,9 @@
 //! Protobuf messages and gRPC services shared by the detector, the brain and the deployer.
 
-#![allow(missing_docs, unreachable_pub, clippy::doc_markdown)]
+pub mod time;
 
 /// Version 1 of the `aro` package.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("aro.v1");
 }
