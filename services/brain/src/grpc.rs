@@ -1,0 +1,77 @@
+//! The `aro.v1.Brain` gRPC service.
+
+use std::sync::Arc;
+
+use aro_proto::v1;
+use aro_proto::v1::brain_server::Brain as BrainApi;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::handler::{Brain, Plan};
+
+/// gRPC front of the brain.
+#[derive(Debug)]
+pub(crate) struct BrainService {
+    pub(crate) brain: Arc<Brain>,
+}
+
+#[tonic::async_trait]
+impl BrainApi for BrainService {
+    async fn decide(
+        &self,
+        request: Request<v1::DecideRequest>,
+    ) -> Result<Response<v1::DecideResponse>, Status> {
+        let fault = request
+            .into_inner()
+            .fault
+            .ok_or_else(|| Status::invalid_argument("field fault is missing"))?;
+        let kind = convert::validate_fault(&fault)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let target = fault
+            .target
+            .clone()
+            .expect("validated faults have a target");
+        let (choice, features, scores) = self.brain.choose_first(&fault, kind).await;
+        let incident = v1::Incident {
+            id: fault.incident_id.clone(),
+            ..Default::default()
+        };
+        let proposal = crate::domain::guards::Proposal {
+            incident: &incident.id,
+            workload: &target.workload,
+            target: &target.instance,
+            action: choice.action,
+            fault: kind,
+            healthy_replicas: fault.healthy_replicas,
+        };
+        let decision = match self
+            .brain
+            .guard(choice, proposal, &features, scores.as_ref(), None)
+        {
+            Plan::Act(decision) => decision,
+            Plan::Defer(_) => unreachable!("a dry run reports deferrals as verdicts"),
+        };
+        Ok(Response::new(v1::DecideResponse {
+            decision: Some(decision),
+        }))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = if request.limit == 0 {
+            100
+        } else {
+            request.limit as usize
+        };
+        let incidents = self
+            .brain
+            .incidents
+            .list(&request.workload, limit)
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        Ok(Response::new(v1::ListIncidentsResponse { incidents }))
+    }
+}

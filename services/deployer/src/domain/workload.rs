@@ -1,0 +1,220 @@
+//! Validated description of a workload, as read from the workload file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::template::{Placeholders, Template};
+
+/// Environment variables that the deployer sets for every instance; a workload may not set
+/// them itself.
+pub const RESERVED_ENV: [&str; 5] = [
+    "ARO_WORKLOAD",
+    "ARO_INSTANCE",
+    "ARO_PORT",
+    "ARO_DETECTOR_ADDR",
+    "ARO_HEARTBEAT_INTERVAL_MS",
+];
+
+/// A workload: the program to run, how many copies, and how to tell that a copy serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadSpec {
+    pub name: String,
+    /// Program name (looked up on `PATH`) or path, as written in the file.
+    pub command: String,
+    pub args: Vec<Template>,
+    /// Environment variables in name order.
+    pub env: Vec<(String, Template)>,
+    pub replicas: u32,
+    /// Time a fresh or restarted instance has to pass its first health check.
+    pub start_timeout: Duration,
+    /// Files whose sha256 must stay the same as when the deployer started.
+    pub checksum_files: Vec<PathBuf>,
+    pub health: HealthSpec,
+    /// Set when the program pushes heartbeats to the detector itself, at this interval.
+    pub heartbeat_interval: Option<Duration>,
+}
+
+/// Health check of a workload, before per-instance substitution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthSpec {
+    pub check: CheckSpec,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Kind of health check, with its target as a template.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckSpec {
+    /// Connect to a loopback port: the instance's own (`{port}`) or a fixed one.
+    Tcp(TcpPort),
+    /// GET the URL; any 2xx status passes.
+    Http(Template),
+    /// `grpc.health.v1.Health/Check` on `host:port`.
+    Grpc(Template),
+    /// Run the command; exit status 0 passes.
+    Exec(Vec<Template>),
+}
+
+/// Port of a TCP check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpPort {
+    /// The port the deployer allocated for the instance.
+    Allocated,
+    Fixed(u16),
+}
+
+/// Health check of one instance, with every placeholder filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthProbe {
+    pub check: ProbeTarget,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// What a probe connects to or runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeTarget {
+    Tcp { port: u16 },
+    Http { url: String },
+    Grpc { address: String },
+    Exec { argv: Vec<String> },
+}
+
+impl HealthSpec {
+    /// Fills in the placeholders for one instance.
+    pub fn render(&self, values: &Placeholders<'_>) -> HealthProbe {
+        let check = match &self.check {
+            CheckSpec::Tcp(TcpPort::Allocated) => ProbeTarget::Tcp { port: values.port },
+            CheckSpec::Tcp(TcpPort::Fixed(port)) => ProbeTarget::Tcp { port: *port },
+            CheckSpec::Http(url) => ProbeTarget::Http {
+                url: url.render(values),
+            },
+            CheckSpec::Grpc(address) => ProbeTarget::Grpc {
+                address: address.render(values),
+            },
+            CheckSpec::Exec(argv) => ProbeTarget::Exec {
+                argv: argv.iter().map(|arg| arg.render(values)).collect(),
+            },
+        };
+        HealthProbe {
+            check,
+            interval: self.interval,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Arguments of one instance.
+    pub fn render_args(&self, values: &Placeholders<'_>) -> Vec<String> {
+        self.args.iter().map(|arg| arg.render(values)).collect()
+    }
+
+    /// Environment of one instance: the workload's variables, then the deployer's own.
+    pub fn render_env(&self, values: &Placeholders<'_>) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .map(|(name, value)| (name.clone(), value.render(values)))
+            .collect();
+        env.push(("ARO_WORKLOAD".to_owned(), values.workload.to_owned()));
+        env.push(("ARO_INSTANCE".to_owned(), values.instance.to_owned()));
+        env.push(("ARO_PORT".to_owned(), values.port.to_string()));
+        env.push(("ARO_DETECTOR_ADDR".to_owned(), values.detector.to_owned()));
+        if let Some(interval) = self.heartbeat_interval {
+            env.push((
+                "ARO_HEARTBEAT_INTERVAL_MS".to_owned(),
+                interval.as_millis().to_string(),
+            ));
+        }
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(source: &str) -> Template {
+        Template::parse(source).expect("the template is valid")
+    }
+
+    fn spec(check: CheckSpec) -> WorkloadSpec {
+        WorkloadSpec {
+            name: "web".to_owned(),
+            command: "python3".to_owned(),
+            args: vec![template("-m"), template("http.server"), template("{port}")],
+            env: vec![("MODE".to_owned(), template("{workload}-{instance}"))],
+            replicas: 2,
+            start_timeout: Duration::from_secs(10),
+            checksum_files: Vec::new(),
+            health: HealthSpec {
+                check,
+                interval: Duration::from_millis(250),
+                timeout: Duration::from_millis(200),
+            },
+            heartbeat_interval: Some(Duration::from_millis(250)),
+        }
+    }
+
+    const VALUES: Placeholders<'static> = Placeholders {
+        port: 4100,
+        instance: "web-1",
+        workload: "web",
+        detector: "127.0.0.1:7401",
+    };
+
+    #[test]
+    fn arguments_get_the_instance_port() {
+        let spec = spec(CheckSpec::Tcp(TcpPort::Allocated));
+        assert_eq!(spec.render_args(&VALUES), ["-m", "http.server", "4100"]);
+    }
+
+    #[test]
+    fn environment_carries_workload_and_deployer_variables() {
+        let env = spec(CheckSpec::Tcp(TcpPort::Allocated)).render_env(&VALUES);
+        let get = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(get("MODE"), Some("web-web-1"));
+        assert_eq!(get("ARO_WORKLOAD"), Some("web"));
+        assert_eq!(get("ARO_INSTANCE"), Some("web-1"));
+        assert_eq!(get("ARO_PORT"), Some("4100"));
+        assert_eq!(get("ARO_DETECTOR_ADDR"), Some("127.0.0.1:7401"));
+        assert_eq!(get("ARO_HEARTBEAT_INTERVAL_MS"), Some("250"));
+    }
+
+    #[test]
+    fn tcp_check_uses_allocated_or_fixed_port() {
+        let allocated = spec(CheckSpec::Tcp(TcpPort::Allocated)).health.render(&VALUES);
+        let fixed = spec(CheckSpec::Tcp(TcpPort::Fixed(9000)))
+            .health
+            .render(&VALUES);
+        assert_eq!(allocated.check, ProbeTarget::Tcp { port: 4100 });
+        assert_eq!(fixed.check, ProbeTarget::Tcp { port: 9000 });
+    }
+
+    #[test]
+    fn http_and_exec_checks_are_rendered() {
+        let http = spec(CheckSpec::Http(template("http://127.0.0.1:{port}/healthz")))
+            .health
+            .render(&VALUES);
+        let exec = spec(CheckSpec::Exec(vec![template("probe"), template("{instance}")]))
+            .health
+            .render(&VALUES);
+        assert_eq!(
+            http.check,
+            ProbeTarget::Http {
+                url: "http://127.0.0.1:4100/healthz".to_owned()
+            }
+        );
+        assert_eq!(
+            exec.check,
+            ProbeTarget::Exec {
+                argv: vec!["probe".to_owned(), "web-1".to_owned()]
+            }
+        );
+    }
+}

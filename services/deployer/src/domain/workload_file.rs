@@ -1,0 +1,391 @@
+//! Parsing and validation of the workload file (TOML).
+//!
+//! ```toml
+//! [[workload]]
+//! name = "web"
+//! command = "python3"
+//! args = ["-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+//! replicas = 2
+//! start_timeout = "10s"
+//!
+//! [workload.health]
+//! http = "http://127.0.0.1:{port}/"
+//! interval = "250ms"
+//! timeout = "200ms"
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::template::{Placeholders, Template};
+use super::workload::{CheckSpec, HealthSpec, RESERVED_ENV, TcpPort, WorkloadSpec};
+
+/// Maximum replicas of one workload.
+pub const MAX_REPLICAS: i64 = 64;
+
+/// Maximum length of a workload name, so that instance ids `<name>-<n>` stay within the 63
+/// characters of a subject token for any `n` up to ten digits.
+pub const MAX_NAME_LEN: usize = 52;
+
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Error in a workload file. Every message names the file; errors about one workload name
+/// it (or its position when it has no name) and the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("invalid workload file {file}: {message}")]
+    File { file: String, message: String },
+    #[error("invalid workload file {file}: workload {workload}: {message}")]
+    Workload {
+        file: String,
+        workload: String,
+        message: String,
+    },
+    #[error("invalid workload file {file}: workload {workload}: field {field}: {message}")]
+    Field {
+        file: String,
+        workload: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// Result of parsing a workload file.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    workload: Vec<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    name: String,
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default = "one")]
+    replicas: i64,
+    start_timeout: Option<String>,
+    #[serde(default)]
+    checksum_files: Vec<String>,
+    health: RawHealth,
+    heartbeat: Option<RawHeartbeat>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    tcp: Option<String>,
+    http: Option<String>,
+    grpc: Option<String>,
+    exec: Option<Vec<String>>,
+    interval: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    interval: String,
+}
+
+/// Sample values used to check that a health check renders into a usable target.
+const SAMPLE: Placeholders<'static> = Placeholders {
+    port: 1,
+    instance: "sample-1",
+    workload: "sample",
+    detector: "127.0.0.1:1",
+};
+
+/// Parses and validates the text of a workload file; `file` names it in errors.
+///
+/// # Errors
+///
+/// Returns the first problem found, naming the file, the workload, the field and the value.
+pub fn parse(file: &str, text: &str) -> Result<Vec<WorkloadSpec>> {
+    let raw: RawFile = toml::from_str(text).map_err(|error| Error::File {
+        file: file.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    if raw.workload.is_empty() {
+        return Err(Error::File {
+            file: file.to_owned(),
+            message: "no workloads: declare at least one [[workload]] table".to_owned(),
+        });
+    }
+
+    let mut specs = Vec::with_capacity(raw.workload.len());
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    for (index, table) in raw.workload.into_iter().enumerate() {
+        let label = match table.get("name").and_then(toml::Value::as_str) {
+            Some(name) => format!("{name:?}"),
+            None => format!("#{}", index + 1),
+        };
+        let context = Context { file, label };
+        let raw: RawWorkload = toml::Value::Table(table)
+            .try_into()
+            .map_err(|error: toml::de::Error| context.workload(error.message()))?;
+        let spec = context.validate(raw)?;
+        if let Some(first) = positions.insert(spec.name.clone(), index + 1) {
+            return Err(context.field(
+                "name",
+                format!(
+                    "{:?} is already the name of workload #{first}: names must be unique",
+                    spec.name
+                ),
+            ));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// Where an error happened, for its message.
+struct Context<'a> {
+    file: &'a str,
+    label: String,
+}
+
+impl Context<'_> {
+    fn workload(&self, message: &str) -> Error {
+        Error::Workload {
+            file: self.file.to_owned(),
+            workload: self.label.clone(),
+            message: message.trim_end().to_owned(),
+        }
+    }
+
+    fn field(&self, field: &str, message: String) -> Error {
+        Error::Field {
+            file: self.file.to_owned(),
+            workload: self.label.clone(),
+            field: field.to_owned(),
+            message,
+        }
+    }
+
+    fn validate(&self, raw: RawWorkload) -> Result<WorkloadSpec> {
+        let name = self.name(raw.name)?;
+        if raw.command.trim().is_empty() {
+            return Err(self.field("command", "must not be empty".to_owned()));
+        }
+        let args = raw
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, arg)| self.template(&format!("args[{i}]"), arg))
+            .collect::<Result<_>>()?;
+        let env = self.env(raw.env)?;
+        let replicas = self.replicas(raw.replicas)?;
+        let start_timeout =
+            self.duration("start_timeout", raw.start_timeout, DEFAULT_START_TIMEOUT)?;
+        let checksum_files = raw
+            .checksum_files
+            .into_iter()
+            .enumerate()
+            .map(|(i, path)| {
+                if path.is_empty() {
+                    Err(self.field(&format!("checksum_files[{i}]"), "empty path".to_owned()))
+                } else {
+                    Ok(PathBuf::from(path))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let health = self.health(raw.health)?;
+        let heartbeat_interval = match raw.heartbeat {
+            Some(heartbeat) => Some(self.duration(
+                "heartbeat.interval",
+                Some(heartbeat.interval),
+                Duration::ZERO,
+            )?),
+            None => None,
+        };
+        Ok(WorkloadSpec {
+            name,
+            command: raw.command,
+            args,
+            env,
+            replicas,
+            start_timeout,
+            checksum_files,
+            health,
+            heartbeat_interval,
+        })
+    }
+
+    fn name(&self, name: String) -> Result<String> {
+        aro_bus::subjects::validate_name(&name)
+            .map_err(|message| self.field("name", format!("invalid name: {message}")))?;
+        if name.len() > MAX_NAME_LEN {
+            return Err(self.field(
+                "name",
+                format!(
+                    "{name:?} is {} characters long: at most {MAX_NAME_LEN}, so that instance ids fit",
+                    name.len()
+                ),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn template(&self, field: &str, value: &str) -> Result<Template> {
+        Template::parse(value).map_err(|error| self.field(field, format!("{value:?}: {error}")))
+    }
+
+    fn env(&self, env: BTreeMap<String, String>) -> Result<Vec<(String, Template)>> {
+        let mut out = Vec::with_capacity(env.len());
+        for (key, value) in env {
+            let field = format!("env.{key}");
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(self.field(
+                    &field,
+                    format!("invalid variable name {key:?}: must be non-empty, without '=' or NUL"),
+                ));
+            }
+            if RESERVED_ENV.contains(&key.as_str()) {
+                return Err(self.field(
+                    &field,
+                    format!("{key} is set by the deployer for every instance and cannot be overridden"),
+                ));
+            }
+            let template = self.template(&field, &value)?;
+            out.push((key, template));
+        }
+        Ok(out)
+    }
+
+    fn replicas(&self, replicas: i64) -> Result<u32> {
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            return Err(self.field(
+                "replicas",
+                format!("{replicas} is out of range: expected 1 to {MAX_REPLICAS}"),
+            ));
+        }
+        Ok(u32::try_from(replicas).expect("1..=64 fits in u32"))
+    }
+
+    /// Parses a positive duration; `None` gives `default`.
+    fn duration(&self, field: &str, value: Option<String>, default: Duration) -> Result<Duration> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let duration =
+            aro_service::humantime_duration(&value).map_err(|message| self.field(field, message))?;
+        if duration.is_zero() {
+            return Err(self.field(field, format!("{value:?} must be greater than zero")));
+        }
+        Ok(duration)
+    }
+
+    fn health(&self, raw: RawHealth) -> Result<HealthSpec> {
+        let set: Vec<&str> = [
+            ("tcp", raw.tcp.is_some()),
+            ("http", raw.http.is_some()),
+            ("grpc", raw.grpc.is_some()),
+            ("exec", raw.exec.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
+        if set.len() != 1 {
+            let found = if set.is_empty() {
+                "none is set".to_owned()
+            } else {
+                format!("{} are set", set.join(" and "))
+            };
+            return Err(self.field(
+                "health",
+                format!("exactly one of tcp, http, grpc or exec must be set, but {found}"),
+            ));
+        }
+
+        let check = if let Some(tcp) = raw.tcp {
+            self.tcp(&tcp)?
+        } else if let Some(url) = raw.http {
+            self.http(&url)?
+        } else if let Some(address) = raw.grpc {
+            self.grpc(&address)?
+        } else {
+            let argv = raw.exec.unwrap_or_default();
+            if argv.is_empty() {
+                return Err(self.field(
+                    "health.exec",
+                    "[] is empty: give the command and its arguments".to_owned(),
+                ));
+            }
+            let argv = argv
+                .iter()
+                .enumerate()
+                .map(|(i, arg)| self.template(&format!("health.exec[{i}]"), arg))
+                .collect::<Result<_>>()?;
+            CheckSpec::Exec(argv)
+        };
+        Ok(HealthSpec {
+            check,
+            interval: self.duration("health.interval", raw.interval, DEFAULT_PROBE_INTERVAL)?,
+            timeout: self.duration("health.timeout", raw.timeout, DEFAULT_PROBE_TIMEOUT)?,
+        })
+    }
+
+    fn tcp(&self, value: &str) -> Result<CheckSpec> {
+        if value == "{port}" {
+            return Ok(CheckSpec::Tcp(TcpPort::Allocated));
+        }
+        match value.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(CheckSpec::Tcp(TcpPort::Fixed(port))),
+            _ => Err(self.field(
+                "health.tcp",
+                format!("{value:?} is not a port: expected \"{{port}}\" or a number from 1 to 65535"),
+            )),
+        }
+    }
+
+    fn http(&self, value: &str) -> Result<CheckSpec> {
+        let template = self.template("health.http", value)?;
+        let sample = template.render(&SAMPLE);
+        let valid = sample.starts_with("http://")
+            && sample
+                .parse::<http::Uri>()
+                .is_ok_and(|uri| uri.host().is_some());
+        if !valid {
+            return Err(self.field(
+                "health.http",
+                format!("{value:?} is not an http:// URL with a host, like \"http://127.0.0.1:{{port}}/healthz\""),
+            ));
+        }
+        Ok(CheckSpec::Http(template))
+    }
+
+    fn grpc(&self, value: &str) -> Result<CheckSpec> {
+        let template = self.template("health.grpc", value)?;
+        let sample = template.render(&SAMPLE);
+        let valid = sample
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(self.field(
+                "health.grpc",
+                format!("{value:?} is not host:port, like \"127.0.0.1:{{port}}\""),
+            ));
+        }
+        Ok(CheckSpec::Grpc(template))
+    }
+}
+
+#[cfg(test)]
+mod tests;

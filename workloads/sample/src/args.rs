@@ -1,0 +1,59 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::Endpoint;
+
+use crate::heartbeat::HeartbeatConfig;
+
+/// Flags of the sample workload. The deployer passes them as environment variables.
+#[derive(Debug, clap::Parser)]
+#[command(version, about)]
+pub(crate) struct Args {
+    /// TCP port on 127.0.0.1 that the HTTP server listens on.
+    #[arg(long, env = "ARO_PORT")]
+    pub(crate) port: u16,
+
+    /// Address of the detector's gRPC server, as `host:port` or an `http://` URL. No
+    /// heartbeats are sent when it is unset.
+    #[arg(long, env = "ARO_DETECTOR_ADDR", requires_all = ["workload", "instance"])]
+    pub(crate) detector_addr: Option<String>,
+
+    /// Time between two heartbeats, in milliseconds.
+    #[arg(
+        long,
+        env = "ARO_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 250,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) heartbeat_interval_ms: u64,
+
+    /// Workload name sent with each heartbeat.
+    #[arg(long, env = "ARO_WORKLOAD")]
+    pub(crate) workload: Option<String>,
+
+    /// Instance id sent with each heartbeat.
+    #[arg(long, env = "ARO_INSTANCE")]
+    pub(crate) instance: Option<String>,
+}
+
+impl Args {
+    /// Returns what the heartbeat task needs, or `None` when no detector address is set.
+    pub(crate) fn heartbeat_config(&self) -> anyhow::Result<Option<HeartbeatConfig>> {
+        let Some(addr) = &self.detector_addr else {
+            return Ok(None);
+        };
+        let url = if addr.contains("://") {
+            addr.clone()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(url)
+            .with_context(|| format!("invalid ARO_DETECTOR_ADDR {addr:?}: expected host:port"))?;
+        Ok(Some(HeartbeatConfig {
+            endpoint,
+            workload: self.workload.clone().unwrap_or_default(),
+            instance: self.instance.clone().unwrap_or_default(),
+            interval: Duration::from_millis(self.heartbeat_interval_ms),
+        }))
+    }
+}
