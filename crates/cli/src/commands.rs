@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub(crate) mod audit;
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod inject;
+pub(crate) mod local;
+pub(crate) mod status;
