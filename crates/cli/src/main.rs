@@ -2,7 +2,6 @@
 //! and follows the audit trail.
 
 mod commands;
-mod incidents;
 mod json;
 
 use clap::{Parser, Subcommand};

@@ -3,12 +3,15 @@
 //! `aro demo` and `aro bench` commands and the end-to-end tests all run on it.
 
 pub mod audit;
+mod engine;
 mod error;
 mod locate;
 mod nats;
 mod process;
 mod stack;
+pub mod timeline;
 
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use locate::{find_nats_server, find_onnxruntime, repository_root};
 pub use nats::NatsServer;

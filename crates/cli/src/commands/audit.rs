@@ -4,7 +4,7 @@ use aro_bus::Bus;
 use aro_stack::audit::AuditEvent;
 use futures::StreamExt;
 
-use crate::incidents::instance_name;
+use aro_stack::timeline::instance_name;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

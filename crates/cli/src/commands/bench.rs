@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use anyhow::bail;
 use aro_proto::v1;
-use aro_stack::Service;
+use aro_stack::timeline::{Timeline, percentile};
+use aro_stack::{Engine, Service};
 
-use super::local::{Local, LocalArgs};
-use crate::incidents::{Timeline, percentile};
+use super::local::LocalArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -38,9 +38,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     ];
     let extra = HashMap::from([(Service::Brain, brain_args.map(str::to_owned).to_vec())]);
     println!("starting the local stack...");
-    let mut local = Local::start(&args.local, "bench", extra).await?;
-    let result = inject_all(&mut local, &args).await;
-    local.stop().await;
+    let (mut engine, run_dir) = super::local::start(&args.local, "bench", extra).await?;
+    println!("logs and JetStream store: {}", run_dir.display());
+    let result = inject_all(&mut engine, &args).await;
+    engine.stop().await;
     let (crashes, hangs) = result?;
     report("crash (SIGKILL)", &crashes);
     report("hang (SIGSTOP)", &hangs);
@@ -55,7 +56,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn inject_all(
-    local: &mut Local,
+    engine: &mut Engine,
     args: &Args,
 ) -> anyhow::Result<(Vec<Timeline>, Vec<Timeline>)> {
     let (mut crashes, mut hangs) = (Vec::new(), Vec::new());
@@ -67,11 +68,11 @@ async fn inject_all(
     });
     for (number, kind) in plan.enumerate() {
         let workload = if number % 4 < 2 { "web" } else { "beat" };
-        local
+        engine
             .wait_until_serving(std::time::Duration::from_secs(30))
             .await?;
-        let injection = local.inject(kind, workload, "").await?;
-        let timeline = local
+        let injection = engine.inject(kind, workload, "").await?;
+        let timeline = engine
             .follow_until_finished(&injection.id, args.local.incident_timeout, |_| {})
             .await?;
         if timeline.recovered().is_none() {

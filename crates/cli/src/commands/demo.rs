@@ -6,8 +6,10 @@ use anyhow::bail;
 use aro_proto::v1;
 use aro_stack::audit::{AuditEvent, Audited};
 
-use super::local::{Local, LocalArgs};
-use crate::incidents::{Timeline, instance_name};
+use aro_stack::Engine;
+use aro_stack::timeline::{Timeline, instance_name};
+
+use super::local::LocalArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,11 +27,12 @@ const SCRIPT: [(v1::ChaosKind, &str); 4] = [
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!("starting nats-server, detector, brain and deployer on loopback...");
-    let mut local = Local::start(&args.local, "demo", Default::default()).await?;
-    println!("logs and JetStream store: {}", local.run_dir.display());
-    let result = script(&mut local, &args.local).await;
+    let (mut engine, run_dir) =
+        super::local::start(&args.local, "demo", Default::default()).await?;
+    println!("logs and JetStream store: {}", run_dir.display());
+    let result = script(&mut engine, &args.local).await;
     println!("\nstopping every process the demo started...");
-    local.stop().await;
+    engine.stop().await;
     println!("stopped.");
     let timelines = result?;
     print_summary(&timelines);
@@ -42,8 +45,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn script(local: &mut Local, args: &LocalArgs) -> anyhow::Result<Vec<Timeline>> {
-    let workloads = local.wait_until_serving(Duration::from_secs(30)).await?;
+async fn script(engine: &mut Engine, args: &LocalArgs) -> anyhow::Result<Vec<Timeline>> {
+    let workloads = engine.wait_until_serving(Duration::from_secs(30)).await?;
     println!("\nfleet serving:");
     for workload in &workloads {
         let instances: Vec<String> = workload
@@ -61,8 +64,8 @@ async fn script(local: &mut Local, args: &LocalArgs) -> anyhow::Result<Vec<Timel
 
     let mut timelines = Vec::new();
     for (number, (kind, workload)) in SCRIPT.into_iter().enumerate() {
-        local.wait_until_serving(Duration::from_secs(30)).await?;
-        let injection = local.inject(kind, workload, "").await?;
+        engine.wait_until_serving(Duration::from_secs(30)).await?;
+        let injection = engine.inject(kind, workload, "").await?;
         let target = instance_name(injection.target.as_ref());
         println!(
             "\n[{}/{}] inject {} into {target}",
@@ -71,7 +74,7 @@ async fn script(local: &mut Local, args: &LocalArgs) -> anyhow::Result<Vec<Timel
             kind.as_str_name()
         );
         let injected_at = aro_proto::time::micros(injection.injected_at.as_ref());
-        let timeline = local
+        let timeline = engine
             .follow_until_finished(&injection.id, args.incident_timeout, |audited| {
                 print_event(audited, injected_at)
             })

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use aro_proto::v1;
 use aro_proto::v1::chaos_client::ChaosClient;
 
-use crate::incidents::instance_name;
+use aro_stack::timeline::instance_name;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

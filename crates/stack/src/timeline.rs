@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 
+use crate::audit::AuditEvent;
 use aro_proto::time::{micros, millis_between};
 use aro_proto::v1;
-use aro_stack::audit::AuditEvent;
 
 /// Everything audited about one injection.
 #[derive(Clone, Debug)]
-pub(crate) struct Timeline {
-    pub(crate) chaos: v1::ChaosEvent,
-    pub(crate) fault: Option<v1::FaultEvent>,
-    pub(crate) faults: Vec<v1::FaultEvent>,
-    pub(crate) commands: Vec<v1::Command>,
-    pub(crate) outcomes: Vec<v1::Outcome>,
+pub struct Timeline {
+    pub chaos: v1::ChaosEvent,
+    pub fault: Option<v1::FaultEvent>,
+    pub faults: Vec<v1::FaultEvent>,
+    pub commands: Vec<v1::Command>,
+    pub outcomes: Vec<v1::Outcome>,
 }
 
 impl Timeline {
@@ -23,7 +23,7 @@ impl Timeline {
     }
 
     /// Milliseconds from the injection to the fault's detection.
-    pub(crate) fn detect_ms(&self) -> Option<f64> {
+    pub fn detect_ms(&self) -> Option<f64> {
         millis_between(
             self.injected_at(),
             self.fault.as_ref()?.detected_at.as_ref(),
@@ -31,7 +31,7 @@ impl Timeline {
     }
 
     /// Milliseconds from the fault's detection to the first command.
-    pub(crate) fn decide_ms(&self) -> Option<f64> {
+    pub fn decide_ms(&self) -> Option<f64> {
         let fault = self.fault.as_ref()?;
         millis_between(
             fault.detected_at.as_ref(),
@@ -40,32 +40,32 @@ impl Timeline {
     }
 
     /// The recovered outcome that closed the incident, if any.
-    pub(crate) fn recovered(&self) -> Option<&v1::Outcome> {
+    pub fn recovered(&self) -> Option<&v1::Outcome> {
         self.outcomes
             .iter()
             .find(|outcome| outcome.status() == v1::OutcomeStatus::Recovered)
     }
 
     /// True when a command handed the incident to a person.
-    pub(crate) fn escalated(&self) -> bool {
+    pub fn escalated(&self) -> bool {
         self.commands
             .iter()
             .any(|command| command.action() == v1::Action::Escalate)
     }
 
     /// Milliseconds from the injection to the verified recovery.
-    pub(crate) fn recover_ms(&self) -> Option<f64> {
+    pub fn recover_ms(&self) -> Option<f64> {
         millis_between(self.injected_at(), self.recovered()?.verified_at.as_ref())
     }
 
     /// True once the incident was recovered or escalated.
-    pub(crate) fn finished(&self) -> bool {
+    pub fn finished(&self) -> bool {
         self.recovered().is_some() || self.escalated()
     }
 }
 
 /// `instance g<generation>`, or `-`.
-pub(crate) fn instance_name(reference: Option<&v1::InstanceRef>) -> String {
+pub fn instance_name(reference: Option<&v1::InstanceRef>) -> String {
     reference.map_or_else(
         || "-".to_owned(),
         |r| format!("{} g{}", r.instance, r.generation),
@@ -74,7 +74,7 @@ pub(crate) fn instance_name(reference: Option<&v1::InstanceRef>) -> String {
 
 /// Joins audited events into timelines, whatever order the streams deliver them in.
 #[derive(Debug, Default)]
-pub(crate) struct Tracker {
+pub struct Tracker {
     injections: Vec<v1::ChaosEvent>,
     faults: Vec<v1::FaultEvent>,
     commands: HashMap<String, Vec<v1::Command>>,
@@ -83,7 +83,7 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     /// Records one event.
-    pub(crate) fn observe(&mut self, event: &AuditEvent) {
+    pub fn observe(&mut self, event: &AuditEvent) {
         match event {
             AuditEvent::Chaos(chaos) if chaos.phase == "injected" => {
                 self.injections.push(chaos.clone())
@@ -112,7 +112,7 @@ impl Tracker {
     }
 
     /// Timelines of every injection seen so far, in injection order.
-    pub(crate) fn timelines(&self) -> Vec<Timeline> {
+    pub fn timelines(&self) -> Vec<Timeline> {
         self.injections
             .iter()
             .map(|chaos| self.timeline(chaos))
@@ -121,7 +121,7 @@ impl Tracker {
 
     /// Timeline of one injection: its fault is the first fault about the injected generation of
     /// the injected instance.
-    pub(crate) fn timeline(&self, chaos: &v1::ChaosEvent) -> Timeline {
+    pub fn timeline(&self, chaos: &v1::ChaosEvent) -> Timeline {
         let target = chaos.targets.first();
         let faults: Vec<v1::FaultEvent> = self
             .faults
@@ -163,7 +163,7 @@ impl Tracker {
 }
 
 /// Returns the p-th percentile (0 to 100) of `values` by the nearest-rank method.
-pub(crate) fn percentile(values: &[f64], p: f64) -> Option<f64> {
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
