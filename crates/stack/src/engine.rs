@@ -197,6 +197,17 @@ impl Engine {
         }
     }
 
+    /// Follows the audit trail again from its start, for example after NATS restarted. Events
+    /// already seen count once.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when the streams cannot be read.
+    pub async fn refollow(&mut self) -> Result<()> {
+        self.audit = crate::audit::follow(&self.bus, true, false).await?;
+        Ok(())
+    }
+
     /// Stops every process the engine started.
     pub async fn stop(self) {
         self.stack.stop().await;

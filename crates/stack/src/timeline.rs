@@ -72,7 +72,8 @@ pub fn instance_name(reference: Option<&v1::InstanceRef>) -> String {
     )
 }
 
-/// Joins audited events into timelines, whatever order the streams deliver them in.
+/// Joins audited events into timelines, whatever order the streams deliver them in. An event
+/// read twice (after following the trail again) counts once.
 #[derive(Debug, Default)]
 pub struct Tracker {
     injections: Vec<v1::ChaosEvent>,
