@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 
 use crate::{Bus, ConsumerSpec, Result};
 
-/// What to tell JetStream about a delivered message.
+/// Acknowledgement to send for a delivered message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disposition {
     /// Handled; the effect is durable.

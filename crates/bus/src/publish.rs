@@ -56,12 +56,12 @@ impl Bus {
         Ok(bus)
     }
 
-    /// The core NATS client.
+    /// Returns the core NATS client.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
 
-    /// The JetStream context.
+    /// Returns the JetStream context.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.jetstream
     }

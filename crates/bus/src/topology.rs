@@ -85,7 +85,7 @@ pub struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
-    /// A consumer with the defaults the services use: all subjects of the stream, a 30 s ack
+    /// Creates a spec with the defaults the services use: all subjects of the stream, a 30 s ack
     /// wait and at most 10 deliveries.
     pub fn new(
         stream: &'static str,

@@ -1,4 +1,4 @@
-//! What every service shares: common flags, telemetry, Prometheus metrics, gRPC serving with
+//! Code shared by every service: common flags, telemetry, Prometheus metrics, gRPC serving with
 //! health and reflection, and graceful shutdown.
 
 mod args;

@@ -30,8 +30,8 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Installs logging to standard error and OpenTelemetry tracing. Spans get trace ids even
-    /// without an exporter, so the W3C trace context still links an incident across services;
-    /// they are exported over OTLP/gRPC when `--otlp-endpoint` is set.
+    /// without an exporter, so the W3C trace context still links an incident across services.
+    /// Spans are exported over OTLP/gRPC when `--otlp-endpoint` is set.
     ///
     /// # Errors
     ///

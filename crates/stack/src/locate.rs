@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// Returns the repository root: `ARO_ROOT` when set, otherwise the first ancestor of the
-/// working directory or of the running executable that holds `proto/aro`.
+/// working directory or of the running executable that contains `proto/aro`.
 pub fn repository_root() -> Option<PathBuf> {
     if let Some(root) = std::env::var_os("ARO_ROOT") {
         return Some(PathBuf::from(root));

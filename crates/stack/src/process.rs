@@ -16,8 +16,8 @@ pub fn free_port() -> u16 {
         .expect("binding a free port on 127.0.0.1")
 }
 
-/// Waits until the gRPC server at `addr` answers `SERVING` to a health check of the whole
-/// server, or `timeout` passes. Returns whether it did.
+/// Waits until the gRPC server at `addr` reports `SERVING` for the whole server, or `timeout`
+/// passes. Returns true when it reported `SERVING`.
 pub async fn wait_for_health(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {

@@ -34,7 +34,7 @@ impl Service {
     }
 }
 
-/// What a local stack runs.
+/// Configuration of a local stack.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     /// Directory holding the service binaries and `aro-sample-workload`.

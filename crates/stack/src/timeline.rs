@@ -39,7 +39,7 @@ impl Timeline {
         )
     }
 
-    /// The recovered outcome that closed the incident, if any.
+    /// Returns the recovered outcome that closed the incident, if any.
     pub fn recovered(&self) -> Option<&v1::Outcome> {
         self.outcomes
             .iter()

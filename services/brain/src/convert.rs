@@ -132,7 +132,8 @@ mod tests {
         let error = validate_fault(&fault)
             .expect_err("kind 99 does not exist")
             .to_string();
-        assert!(error.contains("kind") && error.contains("99"), "{error}");
+        assert!(error.contains("kind"), "{error}");
+        assert!(error.contains("99"), "{error}");
     }
 
     #[test]

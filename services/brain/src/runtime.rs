@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, env = "ARO_BACKOFF_BASE", default_value = "1s", value_parser = humantime_duration)]
     backoff_base: Duration,
 
-    /// Longest back-off of one target.
+    /// Maximum back-off of one target.
     #[arg(long, env = "ARO_BACKOFF_MAX", default_value = "5m", value_parser = humantime_duration)]
     backoff_max: Duration,
 

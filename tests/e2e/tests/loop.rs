@@ -171,7 +171,7 @@ async fn nats_restart_mid_incident_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brain_restart_with_pending_faults_acts_once_per_fault() {
+async fn brain_restart_acts_once_per_fault() {
     let _serial = serial();
     let mut engine = start(config("brain-restart")).await;
     engine.stack.kill_service(Service::Brain).await;

@@ -1,9 +1,9 @@
-//! The confidence gate: the policy's choice stands only when the model is sure enough and its
-//! input was in range; otherwise the rule policy decides.
+//! The confidence gate: the policy's choice is used only when the model is sure enough and its
+//! input was in range. Otherwise the rule policy decides.
 
 use aro_policy::{Action, ActionSet, N_ACTIONS, Observation};
 
-/// Where a choice came from.
+/// Origin of a choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
     Policy,

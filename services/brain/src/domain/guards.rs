@@ -102,7 +102,7 @@ impl Evaluation {
         })
     }
 
-    /// Longest deferral, if any guard deferred.
+    /// Maximum deferral, if any guard deferred.
     pub(crate) fn deferred(&self) -> Option<Duration> {
         self.verdicts
             .iter()
