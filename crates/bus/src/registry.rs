@@ -14,6 +14,9 @@ pub struct Registry {
 }
 
 /// One change to the registry.
+// A change is moved once from the watch to its handler, so boxing the larger variant would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum RegistryChange {
     Put(Instance),

@@ -22,7 +22,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let heartbeat = args.heartbeat_config()?;
     let shutdown = server::shutdown_on_signal()?;
-    info!(port = args.port, pid = std::process::id(), "sample workload starting");
+    info!(
+        port = args.port,
+        pid = std::process::id(),
+        "sample workload starting"
+    );
 
     if let Some(config) = heartbeat {
         tokio::spawn(heartbeat::run(config, shutdown.clone()));

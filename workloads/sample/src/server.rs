@@ -37,7 +37,11 @@ pub(crate) async fn serve(
 }
 
 /// Logs the first request and every `LOG_EVERY`th after it.
-async fn log_sampled(State(count): State<Arc<AtomicU64>>, request: Request, next: Next) -> Response {
+async fn log_sampled(
+    State(count): State<Arc<AtomicU64>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let number = count.fetch_add(1, Ordering::Relaxed) + 1;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -51,8 +55,10 @@ async fn log_sampled(State(count): State<Arc<AtomicU64>>, request: Request, next
 /// Returns a token that is cancelled on SIGTERM or SIGINT.
 pub(crate) fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
     let token = CancellationToken::new();
-    let mut terminate = signal(SignalKind::terminate()).context("failed to install a SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("failed to install a SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install a SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install a SIGINT handler")?;
     let cancel = token.clone();
     tokio::spawn(async move {
         tokio::select! {

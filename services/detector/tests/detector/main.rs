@@ -1,0 +1,10 @@
+//! Component tests of the detector: a real `nats-server`, the real detector binary, real
+//! workload processes, and the test acting as the deployer.
+
+mod harness;
+mod nats_server;
+
+mod exits;
+mod hangs;
+mod heartbeats;
+mod probes;
