@@ -27,7 +27,7 @@ test: setup
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 ## bench: latency percentiles over 50 crashes and 50 hangs on real processes.
 bench: build-release

@@ -2,7 +2,7 @@
 
 use crate::mask::WILDCARD;
 use crate::miner::TemplateId;
-use crate::tokens::{TokenKind, TokenizedLine};
+use crate::tokens::{Token, TokenKind, TokenizedLine};
 use crate::tree::NodeId;
 
 /// One token of a template: a range of the template text, or a wildcard.
@@ -12,9 +12,10 @@ struct TemplateToken {
     end: u32,
     hash: u64,
     wildcard: bool,
+    word: bool,
 }
 
-/// How well a line fits a template of the same length.
+/// The fit of a line to a template of the same length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fit {
     /// Constant template tokens that the line repeats at the same position.
@@ -30,6 +31,7 @@ pub(crate) struct Cluster {
     pub(crate) leaf: NodeId,
     text: String,
     tokens: Vec<TemplateToken>,
+    wildcards: usize,
 }
 
 impl Cluster {
@@ -48,14 +50,17 @@ impl Cluster {
                 end: offset(text.len()),
                 hash: token.hash,
                 wildcard: token.kind == TokenKind::Wildcard,
+                word: token.word,
             });
         }
+        let wildcards = tokens.iter().filter(|token| token.wildcard).count();
         Self {
             id,
             count: 1,
             leaf,
             text,
             tokens,
+            wildcards,
         }
     }
 
@@ -63,43 +68,48 @@ impl Cluster {
         &self.text
     }
 
+    /// Number of template positions that are not wildcards.
+    pub(crate) fn constants(&self) -> usize {
+        self.tokens.len() - self.wildcards
+    }
+
     /// Compares `line`, which has as many tokens as the template, position by position.
-    pub(crate) fn fit(&self, line: &TokenizedLine) -> Fit {
-        let mut fit = Fit {
-            matched: 0,
-            wildcards: 0,
-        };
+    ///
+    /// Returns `None` as soon as the line has a different word at a position where the template
+    /// has a word, because two wordings are two events. Also returns `None` once more than
+    /// `max_mismatches` constant positions differ.
+    pub(crate) fn fit(&self, line: &TokenizedLine, max_mismatches: usize) -> Option<Fit> {
+        let mut mismatches = 0;
         for (template, token) in self.tokens.iter().zip(line.tokens()) {
-            if template.wildcard {
-                fit.wildcards += 1;
-            } else if template.hash == token.hash && self.token_text(template) == line.text(token)
-            {
-                fit.matched += 1;
+            if template.wildcard || self.same(template, token, line) {
+                continue;
+            }
+            if template.word && token.word {
+                return None;
+            }
+            mismatches += 1;
+            if mismatches > max_mismatches {
+                return None;
             }
         }
-        fit
+        Some(Fit {
+            matched: self.constants() - mismatches,
+            wildcards: self.wildcards,
+        })
     }
 
     /// Turns every constant position where `line` differs into a wildcard.
     ///
     /// Returns whether the template changed.
     pub(crate) fn merge(&mut self, line: &TokenizedLine) -> bool {
-        let differs = |template: &TemplateToken, index: usize| {
-            let token = &line.tokens()[index];
-            !template.wildcard
-                && (template.hash != token.hash || self.token_text(template) != line.text(token))
-        };
-        let first = self
+        let widened: Vec<bool> = self
             .tokens
             .iter()
-            .enumerate()
-            .position(|(index, template)| differs(template, index));
-        let Some(first) = first else {
+            .zip(line.tokens())
+            .map(|(template, token)| !template.wildcard && !self.same(template, token, line))
+            .collect();
+        if !widened.contains(&true) {
             return false;
-        };
-        let mut widened = vec![false; self.tokens.len()];
-        for (index, template) in self.tokens.iter().enumerate().skip(first) {
-            widened[index] = differs(template, index);
         }
         self.rebuild(&widened);
         true
@@ -116,6 +126,7 @@ impl Cluster {
             if widened[index] || token.wildcard {
                 text.push_str(WILDCARD);
                 token.wildcard = true;
+                token.word = false;
             } else {
                 text.push_str(&self.text[token.start as usize..token.end as usize]);
             }
@@ -123,6 +134,12 @@ impl Cluster {
             token.end = offset(text.len());
         }
         self.text = text;
+        self.wildcards = self.tokens.iter().filter(|token| token.wildcard).count();
+    }
+
+    /// Returns whether the template token and the line token are the same text.
+    fn same(&self, template: &TemplateToken, token: &Token, line: &TokenizedLine) -> bool {
+        template.hash == token.hash && self.token_text(template) == line.text(token)
     }
 
     fn token_text(&self, token: &TemplateToken) -> &str {
@@ -139,9 +156,7 @@ mod tests {
     use super::*;
 
     fn tokenized(text: &str) -> TokenizedLine {
-        let mut line = TokenizedLine::default();
-        line.tokenize(text);
-        line
+        TokenizedLine::of(text)
     }
 
     #[test]
@@ -152,9 +167,31 @@ mod tests {
 
     #[test]
     fn fit_counts_matches_and_wildcards() {
-        let cluster = Cluster::new(TemplateId(1), &tokenized("open file 3 now"), 0);
-        let fit = cluster.fit(&tokenized("open disk 9 now"));
-        assert_eq!(fit, Fit { matched: 2, wildcards: 1 });
+        let cluster = Cluster::new(TemplateId(1), &tokenized("open file.txt 3 now"), 0);
+        let fit = cluster.fit(&tokenized("open disk.img 9 now"), 4);
+        assert_eq!(
+            fit,
+            Some(Fit {
+                matched: 2,
+                wildcards: 1
+            })
+        );
+    }
+
+    #[test]
+    fn fit_rejects_different_words() {
+        let cluster = Cluster::new(TemplateId(1), &tokenized("VM Resumed (Lifecycle Event)"), 0);
+        assert_eq!(
+            cluster.fit(&tokenized("VM Paused (Lifecycle Event)"), 4),
+            None
+        );
+    }
+
+    #[test]
+    fn fit_stops_past_allowed_mismatches() {
+        let cluster = Cluster::new(TemplateId(1), &tokenized("a.1 b.1 c.1 d"), 0);
+        assert!(cluster.fit(&tokenized("a.x b.x c.1 d"), 2).is_some());
+        assert_eq!(cluster.fit(&tokenized("a.x b.x c.x d"), 2), None);
     }
 
     #[test]
@@ -163,6 +200,13 @@ mod tests {
         assert!(cluster.merge(&tokenized("user bob logged in")));
         assert_eq!(cluster.text(), "user <*> logged in");
         assert!(!cluster.merge(&tokenized("user carol logged in")));
-        assert_eq!(cluster.fit(&tokenized("user dave logged in")).matched, 3);
+        let fit = cluster.fit(&tokenized("user dave logged in"), 0);
+        assert_eq!(
+            fit,
+            Some(Fit {
+                matched: 3,
+                wildcards: 1
+            })
+        );
     }
 }

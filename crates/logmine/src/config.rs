@@ -1,10 +1,10 @@
 //! Settings of the template miner, with their defaults and validation.
 
-/// Errors of configuration validation.
+/// Errors of configuration validation, for the miner and the scorer alike.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A field holds a value outside its allowed range.
-    #[error("invalid miner config: {field} = {value}: {expected}")]
+    /// A field has a value outside its allowed range.
+    #[error("invalid config: {field} = {value}: expected {expected}")]
     Invalid {
         /// The name of the field.
         field: &'static str,
@@ -16,7 +16,7 @@ pub enum ConfigError {
 }
 
 /// Result alias of configuration validation.
-pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 /// The largest accepted `max_line_bytes`: masked lines are indexed with `u32` offsets, and masking
 /// can lengthen a line at most threefold (one digit becomes `<*>`).
@@ -26,7 +26,7 @@ const MAX_LINE_BYTES_LIMIT: usize = (u32::MAX / 4) as usize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinerConfig {
     /// Minimum similarity for a line to join a template, in `0.0..=1.0`. Similarity is the share
-    /// of the template's constant tokens that the line repeats at the same positions. Default 0.5.
+    /// of the template's constant tokens that the line repeats at the same positions. Default 0.6.
     pub similarity_threshold: f64,
     /// Number of leading tokens that key the prefix tree below the token-count level, at least 1.
     /// Default 2.
@@ -45,7 +45,7 @@ pub struct MinerConfig {
 impl Default for MinerConfig {
     fn default() -> Self {
         Self {
-            similarity_threshold: 0.5,
+            similarity_threshold: 0.6,
             prefix_depth: 2,
             max_children: 100,
             max_templates: 10_000,
@@ -83,14 +83,18 @@ impl MinerConfig {
     }
 }
 
-fn at_least_one(field: &'static str, value: usize) -> Result<()> {
+pub(crate) fn at_least_one(field: &'static str, value: usize) -> Result<()> {
     if value == 0 {
         return Err(invalid(field, value, "at least 1"));
     }
     Ok(())
 }
 
-fn invalid(field: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {
+pub(crate) fn invalid(
+    field: &'static str,
+    value: impl ToString,
+    expected: &'static str,
+) -> ConfigError {
     ConfigError::Invalid {
         field,
         value: value.to_string(),
@@ -113,20 +117,35 @@ mod tests {
             similarity_threshold: 1.5,
             ..MinerConfig::default()
         };
-        let message = config.validate().expect_err("1.5 is out of range").to_string();
+        let message = config
+            .validate()
+            .expect_err("1.5 is out of range")
+            .to_string();
         assert_eq!(
             message,
-            "invalid miner config: similarity_threshold = 1.5: a number from 0.0 to 1.0"
+            "invalid config: similarity_threshold = 1.5: expected a number from 0.0 to 1.0"
         );
     }
 
     #[test]
     fn validate_rejects_zero_sizes() {
         for config in [
-            MinerConfig { prefix_depth: 0, ..MinerConfig::default() },
-            MinerConfig { max_children: 0, ..MinerConfig::default() },
-            MinerConfig { max_templates: 0, ..MinerConfig::default() },
-            MinerConfig { max_line_bytes: 0, ..MinerConfig::default() },
+            MinerConfig {
+                prefix_depth: 0,
+                ..MinerConfig::default()
+            },
+            MinerConfig {
+                max_children: 0,
+                ..MinerConfig::default()
+            },
+            MinerConfig {
+                max_templates: 0,
+                ..MinerConfig::default()
+            },
+            MinerConfig {
+                max_line_bytes: 0,
+                ..MinerConfig::default()
+            },
         ] {
             assert!(config.validate().is_err(), "{config:?} should be rejected");
         }

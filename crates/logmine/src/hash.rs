@@ -1,14 +1,16 @@
-//! A fast non-cryptographic hash for short tokens, and a hasher that passes it through.
+//! A fast non-cryptographic hash for short tokens, and a `Hasher` for the crate's maps.
 //!
 //! The hash only speeds up comparisons and map look-ups: every hit is confirmed by comparing the
-//! token bytes, so a collision can cost time but never merges two different tokens.
+//! token bytes, so a collision can cost time but never merges two different tokens. Keys come
+//! from the crate's own lines and counters, so the maps need no protection against chosen keys.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Multiplier of the FxHash family (as used by rustc), chosen for its bit spread.
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
-/// Hashes `bytes` eight at a time, folding in the length so that zero padding cannot collide.
+/// Hashes `bytes` eight at a time. The length is folded in, so that inputs differing only in
+/// trailing zero bytes hash apart.
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut hash = 0u64;
     let mut chunks = bytes.chunks_exact(8);
@@ -29,11 +31,12 @@ fn mix(hash: u64, word: u64) -> u64 {
     (hash.rotate_left(5) ^ word).wrapping_mul(SEED)
 }
 
-/// Hasher for keys that already are [`hash_bytes`] values: `u64` keys pass through unchanged.
+/// The FxHash-style `Hasher` of the crate's maps. It mixes integers with one multiplication and
+/// byte strings with [`hash_bytes`].
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PrehashedHasher(u64);
+pub(crate) struct FastHasher(u64);
 
-impl Hasher for PrehashedHasher {
+impl Hasher for FastHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -42,20 +45,30 @@ impl Hasher for PrehashedHasher {
         self.0 = mix(self.0, hash_bytes(bytes));
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    fn write_u8(&mut self, n: u8) {
+        self.0 = mix(self.0, u64::from(n));
     }
 
     fn write_u32(&mut self, n: u32) {
-        self.0 = mix(0, u64::from(n));
+        self.0 = mix(self.0, u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix(self.0, n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = mix(self.0, n as u64);
     }
 }
 
-/// Builds [`PrehashedHasher`]s for `HashMap`s keyed by token hashes, token counts or template ids.
-pub(crate) type BuildPrehashed = BuildHasherDefault<PrehashedHasher>;
+/// Builds [`FastHasher`]s.
+pub(crate) type BuildFastHasher = BuildHasherDefault<FastHasher>;
 
 #[cfg(test)]
 mod tests {
+    use std::hash::BuildHasher;
+
     use super::*;
 
     #[test]
@@ -66,7 +79,25 @@ mod tests {
 
     #[test]
     fn hash_is_stable_for_equal_bytes() {
-        assert_eq!(hash_bytes(b"PacketResponder"), hash_bytes(b"PacketResponder"));
-        assert_ne!(hash_bytes(b"PacketResponder"), hash_bytes(b"PacketResponded"));
+        assert_eq!(
+            hash_bytes(b"PacketResponder"),
+            hash_bytes(b"PacketResponder")
+        );
+        assert_ne!(
+            hash_bytes(b"PacketResponder"),
+            hash_bytes(b"PacketResponded")
+        );
+    }
+
+    #[test]
+    fn hasher_spreads_sequential_ids_into_high_bits() {
+        let build = BuildFastHasher::default();
+        let top_bits: std::collections::HashSet<u64> =
+            (0..64u64).map(|id| build.hash_one(id) >> 57).collect();
+        assert!(
+            top_bits.len() > 16,
+            "only {} distinct top bits",
+            top_bits.len()
+        );
     }
 }

@@ -1,32 +1,37 @@
 //! Masking of the variable parts of one token.
 //!
-//! Numbers, hexadecimal ids, UUIDs, IPv4 and IPv6 addresses with their ports, paths, block ids
-//! (`blk_-123` becomes `blk_<*>`) and timestamps become [`WILDCARD`]. The scan is hand-written over
-//! bytes: a token is split into segments of letters and digits, each segment is classified, and a
-//! wildcard that follows another wildcard across one or two joining characters (`.:,-/_+`) merges
-//! with it, so `10.0.0.1:80` and `2005-06-03-15.42.50.675872` each become one `<*>`.
+//! Numbers, hexadecimal ids, UUIDs, IPv4 and IPv6 addresses with their ports, MAC addresses,
+//! paths, block ids (`blk_-123` becomes `blk_<*>`) and timestamps become [`WILDCARD`]. The scan
+//! is hand-written over bytes: a token is split into segments of letters and digits, and each
+//! segment is classified. A wildcard that follows another wildcard across one or two joining
+//! characters (`.:,-/_+`) merges with it, so `10.0.0.1:80` and `2005-06-03-15.42.50.675872` each
+//! become one `<*>`.
 
 /// The text that stands for a variable part of a line in a template.
 pub const WILDCARD: &str = "<*>";
 
-/// Masks `token` (which holds no whitespace) and appends the result to `out`.
+/// Masks `token`, which contains no whitespace, and appends the result to `out`.
 ///
 /// Returns whether any part of the token was masked.
 pub(crate) fn mask_token(token: &str, out: &mut String) -> bool {
     let bytes = token.as_bytes();
-    if !bytes.iter().any(|&c| c.is_ascii_digit() || c == b'/' || c == b'\\') {
-        out.push_str(token);
-        return false;
-    }
+    let has_colon = bytes.contains(&b':');
+    // Addresses are not tried again inside a run of colons and hexadecimal digits that already
+    // failed, so that a long run is scanned once rather than from each of its groups.
+    let mut scanned_for_address = 0;
     let token_start = out.len();
     let mut masked = false;
     let mut i = 0;
     while i < bytes.len() {
         let at_boundary = i == 0 || !is_segment_byte(bytes[i - 1]);
         if at_boundary {
-            let whole = match_path(bytes, i)
-                .or_else(|| match_uuid(bytes, i))
-                .or_else(|| match_ipv6(bytes, i));
+            let mut whole = match_path(bytes, i).or_else(|| match_uuid(bytes, i));
+            if whole.is_none() && has_colon && i >= scanned_for_address {
+                match match_colon_hex(bytes, i) {
+                    Ok(end) => whole = Some(end),
+                    Err(scanned) => scanned_for_address = scanned,
+                }
+            }
             if let Some(end) = whole {
                 push_wildcard(out, token_start);
                 masked = true;
@@ -78,6 +83,10 @@ fn is_joiner(c: u8) -> bool {
     matches!(c, b'.' | b':' | b',' | b'-' | b'/' | b'_' | b'+')
 }
 
+/// Shortest run of hexadecimal digits taken for an id as a whole. The run must contain a decimal
+/// digit, and shorter runs such as `ee0` or `e820` keep their letters.
+const MIN_HEX_ID_LEN: usize = 6;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Segment {
     /// No digit: kept as it is.
@@ -88,6 +97,7 @@ enum Segment {
     Mixed,
 }
 
+/// Classifies a segment of letters and digits.
 fn classify(segment: &[u8]) -> Segment {
     let mut digits = 0usize;
     let mut letters = 0usize;
@@ -111,22 +121,25 @@ fn classify(segment: &[u8]) -> Segment {
         }
         previous_digit = Some(digit);
     }
+
     if digits == 0 {
         return Segment::Word;
     }
     if letters == 0 && !non_ascii {
         return Segment::Value;
     }
+
     let hex_literal = segment.len() > 2
         && segment[0] == b'0'
         && segment[1].eq_ignore_ascii_case(&b'x')
         && segment[2..].iter().all(u8::is_ascii_hexdigit);
-    if hex_literal || all_hex {
+    if hex_literal || (all_hex && segment.len() >= MIN_HEX_ID_LEN) {
         return Segment::Value;
     }
     if non_ascii {
         return Segment::Mixed;
     }
+
     let digit_ends = segment[0].is_ascii_digit() && segment[segment.len() - 1].is_ascii_digit();
     if transitions >= 3 || digit_ends {
         Segment::Value
@@ -182,13 +195,19 @@ fn match_path(bytes: &[u8], start: usize) -> Option<usize> {
     let first = bytes[start];
     let drive = first.is_ascii_alphabetic()
         && bytes.get(start + 1) == Some(&b':')
-        && bytes.get(start + 2).is_some_and(|&c| c == b'\\' || c == b'/');
+        && bytes
+            .get(start + 2)
+            .is_some_and(|&c| c == b'\\' || c == b'/');
     if first != b'/' && first != b'\\' && !drive {
         return None;
     }
     let mut end = start;
     let mut separators = 0;
-    while end < bytes.len() && !matches!(bytes[end], b'"' | b'\'' | b')' | b']' | b'}' | b'>' | b',' | b';')
+    while end < bytes.len()
+        && !matches!(
+            bytes[end],
+            b'"' | b'\'' | b')' | b']' | b'}' | b'>' | b',' | b';'
+        )
     {
         separators += usize::from(bytes[end] == b'/' || bytes[end] == b'\\');
         end += 1;
@@ -202,6 +221,9 @@ fn match_path(bytes: &[u8], start: usize) -> Option<usize> {
 /// Matches a UUID (`8-4-4-4-12` hexadecimal digits) at `start`.
 fn match_uuid(bytes: &[u8], start: usize) -> Option<usize> {
     const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    if bytes.get(start + 8) != Some(&b'-') {
+        return None;
+    }
     let mut at = start;
     for (index, &width) in GROUPS.iter().enumerate() {
         let group = bytes.get(at..at + width)?;
@@ -223,8 +245,13 @@ fn match_uuid(bytes: &[u8], start: usize) -> Option<usize> {
 }
 
 /// Matches an IPv6 address at `start`, bare (`fe80::1`) or bracketed with an optional port
-/// (`[::1]:8080`).
-fn match_ipv6(bytes: &[u8], start: usize) -> Option<usize> {
+/// (`[::1]:8080`), or another id of colon-separated hexadecimal groups such as a MAC address.
+/// Groups hold at most four digits, at least one digit is decimal, and there are at least four
+/// groups or one `::`.
+///
+/// Returns the end of the match, or else the end of the run of colons and hexadecimal digits
+/// that was scanned.
+fn match_colon_hex(bytes: &[u8], start: usize) -> Result<usize, usize> {
     let bracketed = bytes[start] == b'[';
     let begin = start + usize::from(bracketed);
     let mut end = begin;
@@ -244,20 +271,33 @@ fn match_ipv6(bytes: &[u8], start: usize) -> Option<usize> {
             group_len += 1;
             digits += usize::from(c.is_ascii_digit());
             if group_len > 4 {
-                return None;
+                return Err(end + 1);
             }
         } else {
             break;
         }
         end += 1;
     }
-    let shaped = (double_colons == 1 && colons >= 2) || (double_colons == 0 && colons == 7);
-    if !shaped || digits == 0 {
-        return None;
+
+    // A single trailing colon belongs to the text after the id, as in `at 0a:1b:2c:3d:`.
+    let trailing_colon = end > begin + 1 && bytes[end - 1] == b':' && bytes[end - 2] != b':';
+    if trailing_colon {
+        end -= 1;
+        colons -= 1;
     }
+    let leading_colon = end > begin && bytes[begin] == b':' && double_colons == 0;
+    let shaped = match double_colons {
+        0 => colons >= 3 && !leading_colon,
+        1 => colons >= 2,
+        _ => false,
+    };
+    if !shaped || digits == 0 {
+        return Err(end);
+    }
+
     if bracketed {
         if bytes.get(end) != Some(&b']') {
-            return None;
+            return Err(end);
         }
         end += 1;
         if bytes.get(end) == Some(&b':') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit) {
@@ -268,8 +308,8 @@ fn match_ipv6(bytes: &[u8], start: usize) -> Option<usize> {
         }
     }
     match bytes.get(end) {
-        Some(&c) if is_segment_byte(c) => None,
-        _ => Some(end),
+        Some(&c) if is_segment_byte(c) => Err(end),
+        _ => Ok(end),
     }
 }
 
@@ -286,7 +326,10 @@ mod tests {
     #[test]
     fn mask_keeps_words() {
         assert_eq!(masked("PacketResponder"), "PacketResponder");
-        assert_eq!(masked("dfs.DataNode$PacketResponder:"), "dfs.DataNode$PacketResponder:");
+        assert_eq!(
+            masked("dfs.DataNode$PacketResponder:"),
+            "dfs.DataNode$PacketResponder:"
+        );
         assert_eq!(masked("Größe"), "Größe");
     }
 
@@ -303,7 +346,10 @@ mod tests {
     fn mask_replaces_block_ids() {
         assert_eq!(masked("blk_-6952295868487656571"), "blk_<*>");
         assert_eq!(masked("blk_38865049064139660"), "blk_<*>");
-        assert_eq!(masked("appattempt_1445144423722_0020_000001"), "appattempt_<*>");
+        assert_eq!(
+            masked("appattempt_1445144423722_0020_000001"),
+            "appattempt_<*>"
+        );
     }
 
     #[test]
@@ -311,12 +357,18 @@ mod tests {
         assert_eq!(masked("0x7fed806eb5d"), "<*>");
         assert_eq!(masked("AppWindowToken{9f4ef63"), "AppWindowToken{<*>");
         assert_eq!(masked("113d3a99c3da401fbd62cc2caa5b96d2"), "<*>");
-        assert_eq!(masked("IOThunderboltSwitch<0>(0x0)::listenerCallback"), "IOThunderboltSwitch<<*>>(<*>)::listenerCallback");
+        assert_eq!(
+            masked("IOThunderboltSwitch<0>(0x0)::listenerCallback"),
+            "IOThunderboltSwitch<<*>>(<*>)::listenerCallback"
+        );
     }
 
     #[test]
     fn mask_replaces_uuids() {
-        assert_eq!(masked("req-38101a0b-2096-447d-96ea-a692162415ae"), "req-<*>");
+        assert_eq!(
+            masked("req-38101a0b-2096-447d-96ea-a692162415ae"),
+            "req-<*>"
+        );
         assert_eq!(masked("[deadbeef-abcd-ef01-abcd-abcdefabcdef]"), "[<*>]");
     }
 
@@ -329,6 +381,13 @@ mod tests {
         assert_eq!(masked("[2001:db8::1]:8080"), "<*>");
         assert_eq!(masked("::1"), "<*>");
         assert_eq!(masked("2001:0db8:0000:0000:0000:ff00:0042:8329,"), "<*>,");
+        assert_eq!(
+            masked("v6(en0:2607:f140:6000:8:c6b3:1ff:fecd:467f)"),
+            "v<*>(en<*>)"
+        );
+        assert_eq!(masked("(mac=5c:50:15:4c:18:13)"), "(mac=<*>)");
+        assert_eq!(masked("FF:F2:9F:16:E5:8D:00:0D:60:C9:24:DC:"), "<*>:");
+        assert_eq!(masked("a:b:c:d"), "a:b:c:d");
     }
 
     #[test]
@@ -352,6 +411,7 @@ mod tests {
     #[test]
     fn mask_keeps_letters_around_attached_numbers() {
         assert_eq!(masked("t761"), "t<*>");
+        assert_eq!(masked("ee0"), "ee<*>");
         assert_eq!(masked("10ms"), "<*>ms");
         assert_eq!(masked("R02-M1-N0-C:J12-U11"), "R<*>-M<*>-N<*>-C:J<*>-U<*>");
         assert_eq!(masked("HTTP/1.1"), "HTTP/<*>");

@@ -2,7 +2,7 @@
 
 use crate::cluster::Cluster;
 
-/// Marks the end of the recency list.
+/// The end-of-list marker of the recency list.
 const NONE: u32 = u32::MAX;
 
 #[derive(Debug)]
@@ -63,14 +63,14 @@ impl ClusterStore {
         self.slots[slot as usize]
             .cluster
             .as_ref()
-            .expect("slot listed in the tree holds a cluster")
+            .expect("a slot listed in the tree contains a cluster")
     }
 
     pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Cluster {
         self.slots[slot as usize]
             .cluster
             .as_mut()
-            .expect("slot listed in the tree holds a cluster")
+            .expect("a slot listed in the tree contains a cluster")
     }
 
     /// Marks the cluster in `slot` as the most recently used.
@@ -93,7 +93,7 @@ impl ClusterStore {
         let cluster = self.slots[slot as usize]
             .cluster
             .take()
-            .expect("linked slot holds a cluster");
+            .expect("a linked slot contains a cluster");
         Some((slot, cluster))
     }
 
@@ -168,7 +168,7 @@ mod tests {
         let first = store.insert(cluster(1));
         store.insert(cluster(2));
         store.touch(first);
-        let (_, evicted) = store.pop_oldest().expect("store holds two clusters");
+        let (_, evicted) = store.pop_oldest().expect("the store contains two clusters");
         assert_eq!(evicted.id.0, 2);
         assert_eq!(store.len(), 1);
         let reused = store.insert(cluster(3));

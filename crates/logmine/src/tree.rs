@@ -1,14 +1,14 @@
 //! The fixed-depth prefix tree that narrows the search for a line's cluster.
 //!
 //! The first level is keyed by the number of tokens, the next `prefix_depth` levels by the
-//! leading tokens. A token that masking changed, or one that would give a node more than
-//! `max_children` children, goes to the node's wildcard child instead. Leaves list the clusters
+//! leading tokens. A token that is not a plain unmasked word, or one that would give a node more
+//! than `max_children` children, goes to the node's wildcard child instead. Leaves list the clusters
 //! whose lines took that path.
 
 use std::collections::HashMap;
 
-use crate::hash::BuildPrehashed;
-use crate::tokens::{TokenKind, TokenizedLine};
+use crate::hash::BuildFastHasher;
+use crate::tokens::{Token, TokenKind, TokenizedLine};
 
 /// Index of a node in the tree's arena.
 pub(crate) type NodeId = u32;
@@ -24,7 +24,7 @@ enum NodeKey {
 struct Node {
     parent: Option<NodeId>,
     key: NodeKey,
-    children: HashMap<u64, NodeId, BuildPrehashed>,
+    children: HashMap<u64, NodeId, BuildFastHasher>,
     wildcard: Option<NodeId>,
     clusters: Vec<u32>,
 }
@@ -33,7 +33,7 @@ struct Node {
 pub(crate) struct PrefixTree {
     nodes: Vec<Node>,
     free: Vec<NodeId>,
-    by_length: HashMap<u32, NodeId, BuildPrehashed>,
+    by_length: HashMap<u32, NodeId, BuildFastHasher>,
     depth: usize,
     max_children: usize,
 }
@@ -55,7 +55,7 @@ impl PrefixTree {
         let mut node = *self.by_length.get(&length_key(tokens.len()))?;
         for token in tokens.iter().take(self.depth) {
             let current = &self.nodes[node as usize];
-            let child = (token.kind == TokenKind::Constant)
+            let child = routes_by_key(token)
                 .then(|| self.child(current, token.hash, line.text(token)))
                 .flatten();
             node = child.or(current.wildcard)?;
@@ -78,8 +78,11 @@ impl PrefixTree {
         for token in tokens.iter().take(self.depth) {
             let current = &self.nodes[node as usize];
             let text = line.text(token);
-            let constant = token.kind == TokenKind::Constant;
-            if let Some(child) = constant.then(|| self.child(current, token.hash, text)).flatten() {
+            let constant = routes_by_key(token);
+            if let Some(child) = constant
+                .then(|| self.child(current, token.hash, text))
+                .flatten()
+            {
                 node = child;
                 continue;
             }
@@ -192,6 +195,13 @@ impl PrefixTree {
     }
 }
 
+/// Returns whether a token keys its own child. Only unmasked words do: any other token (a masked
+/// value, a dotted name, a token with inner punctuation) is too likely to be a variable, and
+/// variables in the leading tokens would split one template over many leaves.
+fn routes_by_key(token: &Token) -> bool {
+    token.kind == TokenKind::Constant && token.word
+}
+
 fn length_key(length: usize) -> u32 {
     u32::try_from(length).expect("token count is bounded by the validated max_line_bytes")
 }
@@ -201,9 +211,7 @@ mod tests {
     use super::*;
 
     fn tokenized(text: &str) -> TokenizedLine {
-        let mut line = TokenizedLine::default();
-        line.tokenize(text);
-        line
+        TokenizedLine::of(text)
     }
 
     #[test]
@@ -239,15 +247,15 @@ mod tests {
     #[test]
     fn detach_prunes_empty_path() {
         let mut tree = PrefixTree::new(2, 100);
-        let kept = tree.leaf_for_insert(&tokenized("open file now"));
-        tree.attach(kept, 0);
+        let remaining = tree.leaf_for_insert(&tokenized("open file now"));
+        tree.attach(remaining, 0);
         let nodes = tree.node_count();
         let pruned = tree.leaf_for_insert(&tokenized("open disk now"));
         tree.attach(pruned, 1);
         tree.detach(pruned, 1);
         assert_eq!(tree.node_count(), nodes);
-        assert_eq!(tree.find_leaf(&tokenized("open file now")), Some(kept));
-        tree.detach(kept, 0);
+        assert_eq!(tree.find_leaf(&tokenized("open file now")), Some(remaining));
+        tree.detach(remaining, 0);
         assert_eq!(tree.node_count(), 0);
     }
 }
