@@ -1,11 +1,6 @@
 //! Recovery actions and sets of them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::ParseError;
 
 /// Recovery action, in the order of `aro.v1.Action` and of the policy model's outputs.
 ///
@@ -63,7 +58,10 @@ impl Action {
     /// Action for an `aro.v1.Action` proto value, or `None` for `ACTION_UNSPECIFIED` and
     /// unknown values.
     pub fn from_proto_value(value: i32) -> Option<Action> {
-        usize::try_from(value).ok()?.checked_sub(1).and_then(Action::from_index)
+        usize::try_from(value)
+            .ok()?
+            .checked_sub(1)
+            .and_then(Action::from_index)
     }
 
     /// Snake-case name, as in `features.json` and the simulator protocol.
@@ -81,25 +79,14 @@ impl Action {
 
     /// True for the actions that stop or replace the target instance.
     pub fn takes_target_down(self) -> bool {
-        matches!(self, Action::Restart | Action::Replace | Action::Rollback | Action::Move)
+        matches!(
+            self,
+            Action::Restart | Action::Replace | Action::Rollback | Action::Move
+        )
     }
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Action {
-    type Err = ParseError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Action::ALL.into_iter().find(|action| action.as_str() == name).ok_or_else(|| {
-            ParseError::Unknown { what: "action", value: name.to_owned() }
-        })
-    }
-}
+crate::impl_names!(Action, "action");
 
 /// Set of actions, such as those already taken in an incident.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,7 +119,9 @@ impl ActionSet {
 
     /// Actions in the set, in model output order.
     pub fn iter(self) -> impl Iterator<Item = Action> {
-        Action::ALL.into_iter().filter(move |action| self.contains(*action))
+        Action::ALL
+            .into_iter()
+            .filter(move |action| self.contains(*action))
     }
 }
 
@@ -208,7 +197,10 @@ mod tests {
         assert_eq!(set.len(), 2);
         assert!(set.contains(Action::Restart));
         assert!(!set.contains(Action::Replace));
-        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Action::Restart, Action::Move]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![Action::Restart, Action::Move]
+        );
     }
 
     #[test]

@@ -1,19 +1,15 @@
 //! Running policies over seeded episodes of the simulator and summarising how they did.
 
-use std::fmt;
-use std::str::FromStr;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::ParseError;
 use crate::action::Action;
 use crate::observation::Observation;
 use crate::rules;
 use crate::sim::{Episode, EpisodeRecord, RootCause};
 
-/// Which episodes an evaluation runs: seeds `first_seed` to `first_seed + episodes - 1`.
+/// Episodes of an evaluation: seeds `first_seed` to `first_seed + episodes - 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalConfig {
     pub episodes: u64,
@@ -31,14 +27,18 @@ pub enum Baseline {
     RestartOnly,
     /// Uniformly random actions.
     Random,
-    /// Knows the root cause; see [`oracle`].
+    /// Policy that is given the root cause; see [`oracle`].
     Oracle,
 }
 
 impl Baseline {
     /// Every baseline.
-    pub const ALL: [Baseline; 4] =
-        [Baseline::Rules, Baseline::RestartOnly, Baseline::Random, Baseline::Oracle];
+    pub const ALL: [Baseline; 4] = [
+        Baseline::Rules,
+        Baseline::RestartOnly,
+        Baseline::Random,
+        Baseline::Oracle,
+    ];
 
     /// Snake-case name.
     pub fn as_str(self) -> &'static str {
@@ -51,23 +51,9 @@ impl Baseline {
     }
 }
 
-impl fmt::Display for Baseline {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::impl_names!(Baseline, "baseline policy");
 
-impl FromStr for Baseline {
-    type Err = ParseError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Baseline::ALL.into_iter().find(|baseline| baseline.as_str() == name).ok_or_else(|| {
-            ParseError::Unknown { what: "baseline policy", value: name.to_owned() }
-        })
-    }
-}
-
-/// How a policy did over a set of episodes.
+/// Figures of a policy over a set of episodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub episodes: u64,
@@ -89,7 +75,7 @@ pub struct Summary {
     pub per_cause: Vec<CauseSummary>,
 }
 
-/// How a policy did on the incidents of one root cause.
+/// Figures of a policy on the incidents of one root cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CauseSummary {
     pub cause: RootCause,
@@ -112,7 +98,14 @@ struct Totals {
 
 impl Totals {
     fn of<'a>(records: impl Iterator<Item = &'a EpisodeRecord>) -> Totals {
-        let mut totals = Totals { episodes: 0, downtime: 0.0, cost: 0.0, wrong: 0, actions: 0, paged: 0 };
+        let mut totals = Totals {
+            episodes: 0,
+            downtime: 0.0,
+            cost: 0.0,
+            wrong: 0,
+            actions: 0,
+            paged: 0,
+        };
         for record in records {
             totals.episodes += 1;
             totals.downtime += f64::from(record.downtime_secs);
@@ -125,7 +118,11 @@ impl Totals {
     }
 
     fn per_episode(&self, total: f64) -> f64 {
-        if self.episodes == 0 { 0.0 } else { total / self.episodes as f64 }
+        if self.episodes == 0 {
+            0.0
+        } else {
+            total / self.episodes as f64
+        }
     }
 }
 
@@ -162,7 +159,7 @@ impl Summary {
     }
 }
 
-/// Runs `policy` over the episodes of `config`; the policy sees the whole episode, the hidden
+/// Runs `policy` over the episodes of `config`. The policy gets the whole episode, the hidden
 /// cause included.
 pub fn run_episodes<F>(config: EvalConfig, mut policy: F) -> Vec<EpisodeRecord>
 where
@@ -173,19 +170,23 @@ where
             let mut episode = Episode::new(config.first_seed.wrapping_add(offset));
             while !episode.is_done() {
                 let action = policy(&episode);
-                episode.step(action).expect("the loop steps only episodes that are not over");
+                episode
+                    .step(action)
+                    .expect("the loop steps only episodes that are not over");
             }
             episode.record().clone()
         })
         .collect()
 }
 
-/// Runs a policy that sees only the observation, as the brain's policies do.
+/// Runs a policy that reads only the observation, as the brain's policies do.
 pub fn evaluate<F>(config: EvalConfig, mut policy: F) -> Summary
 where
     F: FnMut(&Observation) -> Action,
 {
-    Summary::from_records(&run_episodes(config, |episode| policy(episode.observation())))
+    Summary::from_records(&run_episodes(config, |episode| {
+        policy(episode.observation())
+    }))
 }
 
 /// Runs one of the baselines.
@@ -202,7 +203,9 @@ pub fn run_baseline(baseline: Baseline, config: EvalConfig) -> Vec<EpisodeRecord
             // Stream 2 keeps the policy's draws apart from the simulator's own streams.
             let mut rng = ChaCha8Rng::seed_from_u64(config.first_seed);
             rng.set_stream(2);
-            run_episodes(config, |_| Action::ALL[rng.random_range(0..Action::ALL.len())])
+            run_episodes(config, |_| {
+                Action::ALL[rng.random_range(0..Action::ALL.len())]
+            })
         }
         Baseline::Oracle => run_episodes(config, oracle),
     }
@@ -243,7 +246,10 @@ pub fn oracle(episode: &Episode) -> Action {
 mod tests {
     use super::*;
 
-    const CONFIG: EvalConfig = EvalConfig { episodes: 3_000, first_seed: 42 };
+    const CONFIG: EvalConfig = EvalConfig {
+        episodes: 3_000,
+        first_seed: 42,
+    };
 
     #[test]
     fn oracle_beats_rules_beats_restart_only() {
@@ -278,18 +284,39 @@ mod tests {
     fn oracle_pages_less_than_rules() {
         let oracle = evaluate_baseline(Baseline::Oracle, CONFIG);
         let rules = evaluate_baseline(Baseline::Rules, CONFIG);
-        assert!(oracle.paged < rules.paged, "oracle {} rules {}", oracle.paged, rules.paged);
+        assert!(
+            oracle.paged < rules.paged,
+            "oracle {} rules {}",
+            oracle.paged,
+            rules.paged
+        );
     }
 
     #[test]
     fn restart_only_never_escalates_itself() {
-        let records = run_baseline(Baseline::RestartOnly, EvalConfig { episodes: 200, first_seed: 1 });
-        assert!(records.iter().all(|record| !record.actions.contains(&Action::Escalate)));
+        let records = run_baseline(
+            Baseline::RestartOnly,
+            EvalConfig {
+                episodes: 200,
+                first_seed: 1,
+            },
+        );
+        assert!(
+            records
+                .iter()
+                .all(|record| !record.actions.contains(&Action::Escalate))
+        );
     }
 
     #[test]
     fn summary_counts_every_episode_once() {
-        let summary = evaluate_baseline(Baseline::Rules, EvalConfig { episodes: 500, first_seed: 9 });
+        let summary = evaluate_baseline(
+            Baseline::Rules,
+            EvalConfig {
+                episodes: 500,
+                first_seed: 9,
+            },
+        );
         assert_eq!(summary.episodes, 500);
         let per_cause: u64 = summary.per_cause.iter().map(|cause| cause.episodes).sum();
         assert_eq!(per_cause, 500);
@@ -297,7 +324,10 @@ mod tests {
 
     #[test]
     fn evaluation_is_deterministic() {
-        let config = EvalConfig { episodes: 300, first_seed: 5 };
+        let config = EvalConfig {
+            episodes: 300,
+            first_seed: 5,
+        };
         assert_eq!(
             evaluate_baseline(Baseline::Random, config),
             evaluate_baseline(Baseline::Random, config)
@@ -309,7 +339,9 @@ mod tests {
         for baseline in Baseline::ALL {
             assert_eq!(baseline.as_str().parse::<Baseline>(), Ok(baseline));
         }
-        let err = "greedy".parse::<Baseline>().expect_err("greedy is no baseline");
+        let err = "greedy"
+            .parse::<Baseline>()
+            .expect_err("greedy is no baseline");
         assert_eq!(err.to_string(), "unknown baseline policy \"greedy\"");
     }
 }

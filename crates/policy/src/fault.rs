@@ -1,11 +1,6 @@
 //! Kinds of classified failures.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::ParseError;
 
 /// Kind of a classified failure, in the order of `aro.v1.FaultKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,21 +73,7 @@ impl FaultKind {
     }
 }
 
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FaultKind {
-    type Err = ParseError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        FaultKind::ALL.into_iter().find(|kind| kind.as_str() == name).ok_or_else(|| {
-            ParseError::Unknown { what: "fault kind", value: name.to_owned() }
-        })
-    }
-}
+crate::impl_names!(FaultKind, "fault kind");
 
 #[cfg(test)]
 mod tests {
@@ -107,7 +88,9 @@ mod tests {
 
     #[test]
     fn unknown_name_is_rejected_with_value() {
-        let err = "meltdown".parse::<FaultKind>().expect_err("meltdown is no fault kind");
+        let err = "meltdown"
+            .parse::<FaultKind>()
+            .expect_err("meltdown is no fault kind");
         assert_eq!(err.to_string(), "unknown fault kind \"meltdown\"");
     }
 

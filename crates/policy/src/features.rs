@@ -35,7 +35,12 @@ pub enum SpecError {
     #[error("feature {name:?} is listed twice")]
     DuplicateName { name: String },
     #[error("feature {name:?} has invalid {field} {value}: {reason}")]
-    InvalidParameter { name: String, field: &'static str, value: f32, reason: &'static str },
+    InvalidParameter {
+        name: String,
+        field: &'static str,
+        value: f32,
+        reason: &'static str,
+    },
 }
 
 /// Result of parsing a feature specification.
@@ -78,7 +83,11 @@ pub enum Transform {
     /// 1 when `value` was already taken in the incident.
     Tried { value: Action },
     /// `clamp((x - offset) / scale, 0, 1)`; 0 when unknown.
-    Linear { source: Source, offset: f32, scale: f32 },
+    Linear {
+        source: Source,
+        offset: f32,
+        scale: f32,
+    },
     /// `ln(1 + clamp(x, 0, max)) / ln(1 + max)`; 0 when unknown.
     Log { source: Source, max: f32 },
     /// 1 when the value is known.
@@ -89,13 +98,16 @@ pub enum Transform {
     IsZero { source: Source },
     /// `clamp(numerator / denominator, 0, 1)`; 0 when either is unknown or the denominator is
     /// not positive.
-    Ratio { numerator: Source, denominator: Source },
+    Ratio {
+        numerator: Source,
+        denominator: Source,
+    },
     /// 1 when the value is known and one of `values`.
     OneOf { source: Source, values: Vec<i32> },
 }
 
-/// Numeric field of an [`Observation`] that a transform reads. Flags read as 0 or 1; a missing
-/// or NaN value reads as unknown.
+/// Numeric field of an [`Observation`] that a transform reads. Flags read as 0 or 1, and a
+/// missing or NaN value reads as unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
@@ -155,7 +167,11 @@ impl Transform {
                 bit(observation.previous_action == Some(*value))
             }
             Transform::Tried { value } => bit(observation.tried.contains(*value)),
-            Transform::Linear { source, offset, scale } => source
+            Transform::Linear {
+                source,
+                offset,
+                scale,
+            } => source
                 .read(observation)
                 .map_or(0.0, |x| ((x - offset) / scale).clamp(0.0, 1.0)),
             Transform::Log { source, max } => source
@@ -166,12 +182,13 @@ impl Transform {
                 bit(source.read(observation).is_some_and(|x| x != 0.0))
             }
             Transform::IsZero { source } => bit(source.read(observation) == Some(0.0)),
-            Transform::Ratio { numerator, denominator } => {
-                match (numerator.read(observation), denominator.read(observation)) {
-                    (Some(n), Some(d)) if d > 0.0 => (n / d).clamp(0.0, 1.0),
-                    _ => 0.0,
-                }
-            }
+            Transform::Ratio {
+                numerator,
+                denominator,
+            } => match (numerator.read(observation), denominator.read(observation)) {
+                (Some(n), Some(d)) if d > 0.0 => (n / d).clamp(0.0, 1.0),
+                _ => 0.0,
+            },
             Transform::OneOf { source, values } => bit(source
                 .read(observation)
                 .is_some_and(|x| values.iter().any(|value| *value as f32 == x))),
@@ -219,11 +236,19 @@ impl FeatureSpec {
             });
         }
         if spec.features.len() != N_FEATURES {
-            return Err(SpecError::Length { found: spec.features.len(), expected: N_FEATURES });
+            return Err(SpecError::Length {
+                found: spec.features.len(),
+                expected: N_FEATURES,
+            });
         }
         for (index, feature) in spec.features.iter().enumerate() {
-            if spec.features[..index].iter().any(|earlier| earlier.name == feature.name) {
-                return Err(SpecError::DuplicateName { name: feature.name.clone() });
+            if spec.features[..index]
+                .iter()
+                .any(|earlier| earlier.name == feature.name)
+            {
+                return Err(SpecError::DuplicateName {
+                    name: feature.name.clone(),
+                });
             }
             let [low, high] = feature.range;
             if !(low.is_finite() && high.is_finite() && low <= high) {
@@ -259,7 +284,7 @@ static SPEC: LazyLock<FeatureSpec> = LazyLock::new(|| {
         .expect("embedded models/features.json is valid, as the crate's tests check")
 });
 
-/// The embedded feature specification.
+/// Returns the embedded feature specification.
 pub fn feature_spec() -> &'static FeatureSpec {
     &SPEC
 }

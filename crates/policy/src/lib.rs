@@ -25,3 +25,30 @@ pub enum ParseError {
     #[error("unknown {what} {value:?}")]
     Unknown { what: &'static str, value: String },
 }
+
+/// Implements `Display` and `FromStr` for an enum with `ALL` and `as_str`, naming `$what` in
+/// parse errors.
+macro_rules! impl_names {
+    ($type:ty, $what:literal) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = $crate::ParseError;
+
+            fn from_str(name: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == name)
+                    .ok_or_else(|| $crate::ParseError::Unknown {
+                        what: $what,
+                        value: name.to_owned(),
+                    })
+            }
+        }
+    };
+}
+pub(crate) use impl_names;

@@ -1,11 +1,11 @@
-//! What the brain knows about an incident when it decides.
+//! Inputs of the brain's decision on an incident.
 
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionSet};
 use crate::fault::FaultKind;
 
-/// Everything the brain knows when it chooses the next action of an incident.
+/// Everything the brain has at hand when it chooses the next action of an incident.
 ///
 /// Counts and durations are taken as they are. [`Observation::features`] clips them into the
 /// ranges that `models/features.json` declares, so odd values (a negative age from clock skew,

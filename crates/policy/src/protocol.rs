@@ -135,8 +135,16 @@ impl Session {
                 };
                 Ok(serde_json::to_value(response)?)
             }
-            Request::Evaluate { policy, episodes, seed, records } => {
-                let config = EvalConfig { episodes, first_seed: seed };
+            Request::Evaluate {
+                policy,
+                episodes,
+                seed,
+                records,
+            } => {
+                let config = EvalConfig {
+                    episodes,
+                    first_seed: seed,
+                };
                 let episodes = run_baseline(policy, config);
                 let summary = Summary::from_records(&episodes);
                 Ok(if records {
@@ -175,7 +183,10 @@ mod tests {
     fn spec_lists_features_and_actions() {
         let response = send(&mut Session::default(), r#"{"op":"spec"}"#);
         assert_eq!(response["n_features"], N_FEATURES);
-        assert_eq!(response["features"].as_array().map(Vec::len), Some(N_FEATURES));
+        assert_eq!(
+            response["features"].as_array().map(Vec::len),
+            Some(N_FEATURES)
+        );
         assert_eq!(response["actions"][0], "observe");
         assert_eq!(response["actions"][6], "escalate");
         assert_eq!(response["schema_version"], FEATURE_SCHEMA_VERSION);
@@ -198,7 +209,10 @@ mod tests {
     #[test]
     fn steps_run_until_done_with_episode_record() {
         let mut session = Session::default();
-        send(&mut session, r#"{"op":"reset","seed":11,"cause":"node_problem"}"#);
+        send(
+            &mut session,
+            r#"{"op":"reset","seed":11,"cause":"node_problem"}"#,
+        );
         let mut last = Value::Null;
         for _ in 0..20 {
             last = send(&mut session, r#"{"op":"step","action":1}"#);
@@ -211,9 +225,17 @@ mod tests {
         assert!(last["reward"].as_f64().is_some_and(|reward| reward < 0.0));
         let record: EpisodeRecord =
             serde_json::from_value(last["info"]["episode"].clone()).expect("record parses");
-        assert!(record.actions.iter().all(|action| *action == Action::Restart));
+        assert!(
+            record
+                .actions
+                .iter()
+                .all(|action| *action == Action::Restart)
+        );
         let after = send(&mut session, r#"{"op":"step","action":1}"#);
-        assert_eq!(after["error"], "failed to step: the episode is over, reset it first");
+        assert_eq!(
+            after["error"],
+            "failed to step: the episode is over, reset it first"
+        );
     }
 
     #[test]
@@ -224,15 +246,20 @@ mod tests {
         let mut episode = Episode::new(21);
         let step = episode.step(Action::Replace).expect("first step");
         assert_eq!(response["done"], step.done);
-        assert_eq!(response["reward"].as_f64().map(|reward| reward as f32), Some(step.reward));
+        assert_eq!(
+            response["reward"].as_f64().map(|reward| reward as f32),
+            Some(step.reward)
+        );
         assert_eq!(response["info"]["action"], "replace");
     }
 
     #[test]
     fn summarize_matches_evaluate() {
         let mut session = Session::default();
-        let evaluated =
-            send(&mut session, r#"{"op":"evaluate","policy":"rules","episodes":50,"seed":4,"records":true}"#);
+        let evaluated = send(
+            &mut session,
+            r#"{"op":"evaluate","policy":"rules","episodes":50,"seed":4,"records":true}"#,
+        );
         let request = json!({ "op": "summarize", "records": evaluated["records"] });
         let summarized = send(&mut session, &request.to_string());
         assert_eq!(summarized["summary"], evaluated["summary"]);
@@ -242,7 +269,10 @@ mod tests {
     #[test]
     fn step_before_reset_is_an_error() {
         let response = send(&mut Session::default(), r#"{"op":"step","action":0}"#);
-        assert_eq!(response["error"], "failed to step: no episode, send a reset first");
+        assert_eq!(
+            response["error"],
+            "failed to step: no episode, send a reset first"
+        );
     }
 
     #[test]
@@ -262,7 +292,10 @@ mod tests {
     fn unknown_op_is_an_error() {
         let response = send(&mut Session::default(), r#"{"op":"launch"}"#);
         let message = response["error"].as_str().expect("error is text");
-        assert!(message.starts_with("invalid request: unknown variant `launch`"), "{message}");
+        assert!(
+            message.starts_with("invalid request: unknown variant `launch`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -27,7 +27,12 @@ pub const ESCALATE_FROM_ATTEMPT: u32 = 6;
 pub const OBSERVE_DEPENDENCY_UNTIL_ATTEMPT: u32 = 5;
 
 /// Rungs of the escalation ladder, lowest first.
-const LADDER: [Action; 4] = [Action::Restart, Action::Replace, Action::Rollback, Action::Escalate];
+const LADDER: [Action; 4] = [
+    Action::Restart,
+    Action::Replace,
+    Action::Rollback,
+    Action::Escalate,
+];
 
 /// Chooses the action a careful operator would take.
 pub fn decide(observation: &Observation) -> Action {
@@ -68,7 +73,12 @@ fn rung(action: Action) -> Option<usize> {
 }
 
 fn next_rung(observation: &Observation) -> Action {
-    let highest = observation.tried.iter().chain(observation.previous_action).filter_map(rung).max();
+    let highest = observation
+        .tried
+        .iter()
+        .chain(observation.previous_action)
+        .filter_map(rung)
+        .max();
     let next = highest.map_or(0, |rung| rung + 1);
     LADDER[next.min(LADDER.len() - 1)..]
         .iter()
@@ -110,7 +120,10 @@ mod tests {
 
     #[test]
     fn failed_restart_climbs_to_replace() {
-        assert_eq!(decide(&after(FaultKind::Crash, &[Action::Restart])), Action::Replace);
+        assert_eq!(
+            decide(&after(FaultKind::Crash, &[Action::Restart])),
+            Action::Replace
+        );
     }
 
     #[test]
@@ -122,7 +135,10 @@ mod tests {
     #[test]
     fn failed_rollback_escalates() {
         let tried = [Action::Replace, Action::Rollback];
-        assert_eq!(decide(&after(FaultKind::CrashLoop, &tried)), Action::Escalate);
+        assert_eq!(
+            decide(&after(FaultKind::CrashLoop, &tried)),
+            Action::Escalate
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@ use super::*;
 use crate::action::ActionSet;
 
 fn index_of(name: &str) -> usize {
-    feature_spec().names().position(|candidate| candidate == name).expect("feature is listed")
+    feature_spec()
+        .names()
+        .position(|candidate| candidate == name)
+        .expect("feature is listed")
 }
 
 fn sample() -> Observation {
@@ -45,7 +48,10 @@ fn one_hot_names_follow_enum_order() {
     let previous = index_of("previous_observe");
     let tried = index_of("tried_observe");
     for action in Action::ALL {
-        assert_eq!(names[previous + action.index()], format!("previous_{action}"));
+        assert_eq!(
+            names[previous + action.index()],
+            format!("previous_{action}")
+        );
         assert_eq!(names[tried + action.index()], format!("tried_{action}"));
     }
 }
@@ -126,39 +132,56 @@ fn memory_fault_signals_are_flagged() {
     for (signal, expected) in [(11, 1.0), (7, 1.0), (4, 1.0), (9, 0.0), (6, 0.0)] {
         observation.signal = Some(signal);
         let features = observation.features();
-        assert_eq!(features[index_of("memory_fault_signal")], expected, "signal {signal}");
-        assert_eq!(features[index_of("killed_by_signal")], 1.0, "signal {signal}");
+        assert_eq!(
+            features[index_of("memory_fault_signal")],
+            expected,
+            "signal {signal}"
+        );
+        assert_eq!(
+            features[index_of("killed_by_signal")],
+            1.0,
+            "signal {signal}"
+        );
     }
 }
+
+/// Change of one observation field.
+type Change = fn(&mut Observation);
 
 #[test]
 fn every_field_changes_the_vector() {
     let base = sample();
     let base_features = base.features();
-    let changes: Vec<(&str, Box<dyn Fn(&mut Observation)>)> = vec![
-        ("fault", Box::new(|o| o.fault = FaultKind::Hang)),
-        ("recent_exits", Box::new(|o| o.recent_exits = 1)),
-        ("since_deploy_secs", Box::new(|o| o.since_deploy_secs = None)),
-        ("uptime_secs", Box::new(|o| o.uptime_secs = Some(86_400.0))),
-        ("healthy_replicas", Box::new(|o| o.healthy_replicas = 0)),
-        ("desired_replicas", Box::new(|o| o.desired_replicas = 5)),
-        ("attempt", Box::new(|o| o.attempt = 4)),
-        ("previous_action", Box::new(|o| o.previous_action = Some(Action::Move))),
-        ("previous_failed", Box::new(|o| o.previous_failed = false)),
-        ("tried", Box::new(|o| o.tried = ActionSet::EMPTY)),
-        ("incident_age_secs", Box::new(|o| o.incident_age_secs = 600.0)),
-        ("suspicion", Box::new(|o| o.suspicion = 9.0)),
-        ("exit_code", Box::new(|o| o.exit_code = Some(0))),
-        ("signal", Box::new(|o| o.signal = Some(9))),
-        ("oom_killed", Box::new(|o| o.oom_killed = true)),
-        ("node_peer_faults", Box::new(|o| o.node_peer_faults = 2)),
-        ("workload_peer_faults", Box::new(|o| o.workload_peer_faults = 0)),
-        ("rollback_available", Box::new(|o| o.rollback_available = false)),
+    let changes: Vec<(&str, Change)> = vec![
+        ("fault", |o| o.fault = FaultKind::Hang),
+        ("recent_exits", |o| o.recent_exits = 1),
+        ("since_deploy_secs", |o| o.since_deploy_secs = None),
+        ("uptime_secs", |o| o.uptime_secs = Some(86_400.0)),
+        ("healthy_replicas", |o| o.healthy_replicas = 0),
+        ("desired_replicas", |o| o.desired_replicas = 5),
+        ("attempt", |o| o.attempt = 4),
+        ("previous_action", |o| {
+            o.previous_action = Some(Action::Move)
+        }),
+        ("previous_failed", |o| o.previous_failed = false),
+        ("tried", |o| o.tried = ActionSet::EMPTY),
+        ("incident_age_secs", |o| o.incident_age_secs = 600.0),
+        ("suspicion", |o| o.suspicion = 9.0),
+        ("exit_code", |o| o.exit_code = Some(0)),
+        ("signal", |o| o.signal = Some(9)),
+        ("oom_killed", |o| o.oom_killed = true),
+        ("node_peer_faults", |o| o.node_peer_faults = 2),
+        ("workload_peer_faults", |o| o.workload_peer_faults = 0),
+        ("rollback_available", |o| o.rollback_available = false),
     ];
     for (field, change) in changes {
         let mut observation = base.clone();
         change(&mut observation);
-        assert_ne!(observation.features(), base_features, "field {field} is not used");
+        assert_ne!(
+            observation.features(),
+            base_features,
+            "field {field} is not used"
+        );
     }
 }
 
@@ -200,12 +223,19 @@ fn values_stay_in_declared_ranges() {
 fn parse_rejects_other_schema_version() {
     let json = FEATURE_SPEC_JSON.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1);
     let err = FeatureSpec::parse(&json).expect_err("version 2 is not this schema");
-    assert_eq!(err.to_string(), "feature specification has schema_version 2, expected 1");
+    assert_eq!(
+        err.to_string(),
+        "feature specification has schema_version 2, expected 1"
+    );
 }
 
 #[test]
 fn parse_rejects_duplicate_name() {
-    let json = FEATURE_SPEC_JSON.replacen("\"name\": \"fault_crash_loop\"", "\"name\": \"fault_crash\"", 1);
+    let json = FEATURE_SPEC_JSON.replacen(
+        "\"name\": \"fault_crash_loop\"",
+        "\"name\": \"fault_crash\"",
+        1,
+    );
     let err = FeatureSpec::parse(&json).expect_err("duplicate names are invalid");
     assert_eq!(err.to_string(), "feature \"fault_crash\" is listed twice");
 }
@@ -224,7 +254,13 @@ fn parse_rejects_zero_scale() {
 fn parse_rejects_missing_feature() {
     let mut spec: serde_json::Value =
         serde_json::from_str(FEATURE_SPEC_JSON).expect("spec is JSON");
-    spec["features"].as_array_mut().expect("features is a list").pop();
+    spec["features"]
+        .as_array_mut()
+        .expect("features is a list")
+        .pop();
     let err = FeatureSpec::parse(&spec.to_string()).expect_err("40 features are too few");
-    assert_eq!(err.to_string(), "feature specification lists 40 features, expected 41");
+    assert_eq!(
+        err.to_string(),
+        "feature specification lists 40 features, expected 41"
+    );
 }

@@ -1,13 +1,8 @@
 //! Hidden root causes of simulated faults.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-use crate::ParseError;
-
-/// Root cause of a simulated fault. The policy never sees it; the oracle does.
+/// Root cause of a simulated fault, hidden from the policy and given to the oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RootCause {
@@ -57,18 +52,4 @@ impl RootCause {
     }
 }
 
-impl fmt::Display for RootCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RootCause {
-    type Err = ParseError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        RootCause::ALL.into_iter().find(|cause| cause.as_str() == name).ok_or_else(|| {
-            ParseError::Unknown { what: "root cause", value: name.to_owned() }
-        })
-    }
-}
+crate::impl_names!(RootCause, "root cause");

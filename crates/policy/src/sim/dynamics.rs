@@ -11,8 +11,8 @@ use crate::fault::FaultKind;
 /// Seconds that one observe waits before the next decision.
 pub const OBSERVE_WAIT_SECS: f32 = 30.0;
 
-/// Seconds after an action's end within which the deployer verifies the target; an action
-/// that did not recover the target is known to have failed after this.
+/// Seconds after an action's end within which the deployer verifies the target. An action that
+/// did not recover the target counts as failed once this deadline has passed.
 pub const VERIFY_DEADLINE_SECS: f32 = 10.0;
 
 /// Decisions after which an incident that is still open goes to a person anyway.
@@ -39,10 +39,16 @@ pub(crate) struct Effect {
 }
 
 impl Effect {
-    const NONE: Effect = Effect { success: 0.0, relapse: 0.0 };
+    const NONE: Effect = Effect {
+        success: 0.0,
+        relapse: 0.0,
+    };
 
     const fn fixes(success: f32) -> Effect {
-        Effect { success, relapse: 0.0 }
+        Effect {
+            success,
+            relapse: 0.0,
+        }
     }
 
     const fn relapses(success: f32, relapse: f32) -> Effect {
@@ -99,8 +105,8 @@ pub(crate) fn effect(scenario: &Scenario, fault: FaultKind, action: Action) -> E
 }
 
 /// True when an action cannot be expected to end the incident: its effective fix probability
-/// is under [`WRONG_ACTION_BELOW`]. Escalation is never wrong; a dependency outage is only
-/// waited out.
+/// is under [`WRONG_ACTION_BELOW`]. Escalation is never wrong. In a dependency outage every
+/// action but observe is wrong, because only waiting ends it.
 pub(crate) fn is_wrong(scenario: &Scenario, fault: FaultKind, action: Action) -> bool {
     match (scenario.cause, action) {
         (_, Action::Escalate) => false,

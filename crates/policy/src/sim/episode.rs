@@ -22,7 +22,13 @@ pub const REWARD_SCALE: f32 = 100.0;
 /// version at once.
 const REJECTED_SECS: f32 = 1.0;
 
-/// What one step did.
+/// Seconds from a dependency's return until the target's health check passes.
+const HEALTH_CHECK_SECS: f32 = 2.0;
+
+/// Exits within the detector's window from which it classifies a crash as a crash loop.
+const CRASH_LOOP_EXITS: u32 = 3;
+
+/// Figures of one step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
     /// Action taken.
@@ -175,12 +181,20 @@ impl Episode {
         self.record.wrong_actions += u32::from(info.wrong_action);
         self.record.paged |= info.paged;
         self.record.duration_secs += info.elapsed_secs;
-        Ok(Step { reward: -info.cost / REWARD_SCALE, done: self.done, info })
+        Ok(Step {
+            reward: -info.cost / REWARD_SCALE,
+            done: self.done,
+            info,
+        })
     }
 
     /// Weight of a second of the target's downtime: higher while no other replica serves.
     fn downtime_weight(&self) -> f32 {
-        if self.observation.is_last_replica() { NO_REPLICA_WEIGHT } else { 1.0 }
+        if self.observation.is_last_replica() {
+            NO_REPLICA_WEIGHT
+        } else {
+            1.0
+        }
     }
 
     /// Draws what `action` does to the target, without touching the observation. Returns the
@@ -201,10 +215,12 @@ impl Episode {
         };
         let mut relapse_secs = 0.0;
         if action == Action::Rollback && !self.observation.rollback_available {
+            // The deployer ran nothing, so the rollback's own cost and risk do not apply.
+            info.cost = 0.0;
             info.elapsed_secs = REJECTED_SECS;
             info.downtime_secs = impact * REJECTED_SECS;
         } else if action == Action::Escalate {
-            let person_secs = self.person_secs();
+            let person_secs = self.person_secs(0.0);
             info.elapsed_secs = person_secs;
             info.downtime_secs = impact * person_secs;
             info.recovered = true;
@@ -212,9 +228,20 @@ impl Episode {
             if action == Action::Rollback && !self.rollback_fixes_cause() {
                 info.cost += NEEDLESS_ROLLBACK_COST;
             }
-            let duration = draw_duration(&mut self.rng, action);
+            let mut duration = draw_duration(&mut self.rng, action);
             let success = if self.scenario.cause == RootCause::DependencyOutage {
-                self.observation.incident_age_secs + duration >= self.scenario.outage_secs
+                let back_after = self.scenario.outage_secs - self.observation.incident_age_secs;
+                if action == Action::Observe {
+                    // Waiting ends once the health check passes again after the dependency is back.
+                    let healthy_after = (back_after + HEALTH_CHECK_SECS).max(0.0);
+                    let healthy = healthy_after <= duration;
+                    if healthy {
+                        duration = healthy_after;
+                    }
+                    healthy
+                } else {
+                    duration >= back_after
+                }
             } else {
                 let effect = effect(&self.scenario, fault, action);
                 if self.rng.random_bool(f64::from(effect.success)) {
@@ -224,9 +251,17 @@ impl Episode {
                     false
                 }
             };
-            let verify = if success || action == Action::Observe { 0.0 } else { VERIFY_DEADLINE_SECS };
+            let verify = if success || action == Action::Observe {
+                0.0
+            } else {
+                VERIFY_DEADLINE_SECS
+            };
             info.elapsed_secs = duration + verify;
-            let down_share = if action.takes_target_down() { 1.0 } else { impact };
+            let down_share = if action.takes_target_down() {
+                1.0
+            } else {
+                impact
+            };
             info.downtime_secs = down_share * info.elapsed_secs;
             info.recovered = success && !info.relapsed;
             if info.relapsed {
@@ -240,7 +275,7 @@ impl Episode {
 
     /// Ends the incident with a person taking over after the last attempt.
     fn hand_over(&mut self, info: &mut StepInfo) {
-        let person_secs = self.person_secs();
+        let person_secs = self.person_secs(info.elapsed_secs);
         let downtime = impact(self.scenario.cause, self.observation.fault) * person_secs;
         info.elapsed_secs += person_secs;
         info.downtime_secs += downtime;
@@ -250,13 +285,14 @@ impl Episode {
         info.recovered = true;
     }
 
-    /// Seconds until a paged person has ended the incident. In a dependency outage that is the
-    /// remaining outage: the target recovers when the dependency is back, and a person cannot
-    /// bring it back sooner.
-    fn person_secs(&mut self) -> f32 {
+    /// Seconds until a paged person has ended the incident, `step_secs` into the current step.
+    /// In a dependency outage that is the remaining outage: the target recovers when the
+    /// dependency is back, and a person cannot bring it back sooner.
+    fn person_secs(&mut self, step_secs: f32) -> f32 {
         let person = draw_duration(&mut self.rng, Action::Escalate);
         if self.scenario.cause == RootCause::DependencyOutage {
-            let remaining = self.scenario.outage_secs - self.observation.incident_age_secs;
+            let age = self.observation.incident_age_secs + step_secs;
+            let remaining = self.scenario.outage_secs - age;
             remaining.max(REJECTED_SECS)
         } else {
             person
@@ -276,31 +312,40 @@ impl Episode {
     fn advance(&mut self, info: &StepInfo, relapse_secs: f32) {
         let action = info.action;
         let elapsed = info.elapsed_secs;
-        let ran = !(action == Action::Rollback && !self.observation.rollback_available);
+        // A rollback without a previous version was rejected and changed nothing.
+        let ran = action != Action::Rollback || self.observation.rollback_available;
         let cause = self.scenario.cause;
         let observation = &mut self.observation;
+
         observation.attempt += 1;
         observation.previous_action = Some(action);
         observation.previous_failed = !info.relapsed;
         observation.tried.insert(action);
         observation.incident_age_secs += elapsed;
         observation.since_deploy_secs = observation.since_deploy_secs.map(|secs| secs + elapsed);
+
         if action == Action::Rollback && ran {
             observation.since_deploy_secs = Some(elapsed);
             observation.rollback_available = false;
         }
+
         if action.takes_target_down() && ran {
-            let serving = if info.relapsed { relapse_secs } else { VERIFY_DEADLINE_SECS };
+            let serving = if info.relapsed {
+                relapse_secs
+            } else {
+                VERIFY_DEADLINE_SECS
+            };
             observation.uptime_secs = Some(serving);
             if matches!(observation.fault, FaultKind::Crash | FaultKind::CrashLoop) {
                 observation.recent_exits += 1;
-                if observation.recent_exits >= 3 {
+                if observation.recent_exits >= CRASH_LOOP_EXITS {
                     observation.fault = FaultKind::CrashLoop;
                 }
             }
         } else {
             observation.uptime_secs = observation.uptime_secs.map(|secs| secs + elapsed);
         }
+
         let replica_serves = !matches!(
             cause,
             RootCause::BadRelease | RootCause::DependencyOutage | RootCause::Overload
