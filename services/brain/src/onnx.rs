@@ -3,6 +3,8 @@
 //! executor and the session is never shared between threads.
 
 mod locate;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -55,17 +57,7 @@ impl PolicyModel {
     ///
     /// Returns an error naming the library or the model and what is wrong with it.
     pub(crate) fn load(library: &Path, path: &Path) -> Result<Self, OnnxError> {
-        let environment = ort::init_from(library)
-            .map_err(|error| OnnxError::Library {
-                path: library.to_owned(),
-                message: error.to_string(),
-            })?
-            .with_name("aro-brain")
-            .build()
-            .map_err(|error| OnnxError::Library {
-                path: library.to_owned(),
-                message: error.to_string(),
-            })?;
+        let environment = environment(library)?;
         let model_error = |error: ort::Error| OnnxError::Model {
             path: path.to_owned(),
             message: error.to_string(),
@@ -134,6 +126,30 @@ impl PolicyModel {
         scores.copy_from_slice(values);
         Ok(scores)
     }
+}
+
+/// Returns the process's ONNX Runtime environment, loading the library on first use. ONNX
+/// Runtime allows one environment per process, so every model shares it.
+fn environment(library: &Path) -> Result<ort::environment::Environment, OnnxError> {
+    static ENVIRONMENT: std::sync::Mutex<Option<ort::environment::Environment>> =
+        std::sync::Mutex::new(None);
+    let mut environment = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(environment) = environment.as_ref() {
+        return Ok(environment.clone());
+    }
+    let error = |error: String| OnnxError::Library {
+        path: library.to_owned(),
+        message: error,
+    };
+    let built = ort::init_from(library)
+        .map_err(|e| error(e.to_string()))?
+        .with_name("aro-brain")
+        .build()
+        .map_err(|e| error(e.to_string()))?;
+    *environment = Some(built.clone());
+    Ok(built)
 }
 
 fn check_outlet(outlets: &[ort::value::Outlet], name: &str, width: usize) -> Result<(), String> {

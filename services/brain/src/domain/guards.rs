@@ -238,7 +238,8 @@ impl Guards {
             return;
         }
         let config = &self.config;
-        self.global.refill(now, config.global_rate, config.global_burst);
+        self.global
+            .refill(now, config.global_rate, config.global_burst);
         self.global.tokens -= 1.0;
         let bucket = self
             .workloads
