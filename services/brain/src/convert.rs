@@ -3,6 +3,8 @@
 use aro_policy::{Action, ActionSet, FaultKind, Observation};
 use aro_proto::v1;
 
+use crate::domain::peers::PeerFaults;
+
 /// Errors in a fault event that make it impossible to decide on.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub(crate) enum InvalidFault {
@@ -51,8 +53,14 @@ pub(crate) fn validate_fault(fault: &v1::FaultEvent) -> Result<FaultKind, Invali
 }
 
 /// Builds the policy's observation for the first decision on `fault`.
-pub(crate) fn observation(fault: &v1::FaultEvent, kind: FaultKind) -> Observation {
+pub(crate) fn observation(
+    fault: &v1::FaultEvent,
+    kind: FaultKind,
+    peers: PeerFaults,
+) -> Observation {
     let mut observation = Observation::new(kind);
+    observation.workload_peer_faults = peers.workload;
+    observation.node_peer_faults = peers.node;
     observation.recent_exits = fault.recent_exits;
     observation.healthy_replicas = fault.healthy_replicas;
     observation.desired_replicas = fault.desired_replicas;
@@ -168,7 +176,7 @@ mod tests {
             details: [("signal".to_owned(), "9".to_owned())].into(),
             ..Default::default()
         });
-        let observation = observation(&fault, FaultKind::Crash);
+        let observation = observation(&fault, FaultKind::Crash, PeerFaults::default());
         assert_eq!(observation.signal, Some(9));
         assert_eq!(observation.recent_exits, 2);
         assert_eq!(observation.exit_code, None);

@@ -3,3 +3,4 @@
 pub(crate) mod choose;
 pub(crate) mod guards;
 pub(crate) mod ladder;
+pub(crate) mod peers;

@@ -31,7 +31,8 @@ impl BrainApi for BrainService {
             .target
             .clone()
             .expect("validated faults have a target");
-        let (choice, features, scores) = self.brain.choose_first(&fault, kind).await;
+        let peers = self.brain.peer_faults(&target, false);
+        let (choice, features, scores) = self.brain.choose_first(&fault, kind, peers).await;
         let incident = v1::Incident {
             id: fault.incident_id.clone(),
             ..Default::default()

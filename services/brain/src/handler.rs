@@ -13,6 +13,7 @@ use crate::convert::{self, action_to_proto};
 use crate::domain::choose::{Choice, Source, choose};
 use crate::domain::guards::{Evaluation, Guards, Proposal};
 use crate::domain::ladder::next_rung;
+use crate::domain::peers::{PeerFaults, RecentFaults};
 use crate::incidents::{IncidentError, IncidentStore, Versioned};
 use crate::metrics::{DecisionLabels, GuardLabels, Metrics, OutcomeLabels, WorkloadLabels};
 use crate::onnx::Policy;
@@ -45,6 +46,7 @@ pub(crate) struct Brain {
     pub(crate) incidents: IncidentStore,
     pub(crate) policy: Policy,
     pub(crate) guards: Mutex<Guards>,
+    pub(crate) recent: Mutex<RecentFaults>,
     pub(crate) config: DecisionConfig,
     pub(crate) metrics: Metrics,
 }
@@ -79,12 +81,26 @@ fn verdicts_to_proto(evaluation: &Evaluation) -> Vec<v1::GuardVerdict> {
 impl Brain {
     /// Chooses the first action for `fault` with the policy and the confidence gate. Acts on
     /// nothing and changes no state.
+    pub(crate) fn peer_faults(&self, target: &v1::InstanceRef, record: bool) -> PeerFaults {
+        let mut recent = self
+            .recent
+            .lock()
+            .expect("recent faults are never poisoned: no code panics holding them");
+        let (workload, instance, node) = (&target.workload, &target.instance, &target.node);
+        if record {
+            recent.record(Instant::now(), workload, instance, node)
+        } else {
+            recent.count(Instant::now(), workload, instance, node)
+        }
+    }
+
     pub(crate) async fn choose_first(
         &self,
         fault: &v1::FaultEvent,
         kind: FaultKind,
+        peers: PeerFaults,
     ) -> (Choice, [f32; N_FEATURES], Option<[f32; 7]>) {
-        let observation = convert::observation(fault, kind);
+        let observation = convert::observation(fault, kind, peers);
         let features = observation.features();
         let started = Instant::now();
         let scores = match self.policy.score(features).await {
@@ -255,7 +271,8 @@ impl Brain {
             }
 
             let plan = if incident.attempt == 0 {
-                let (choice, features, scores) = self.choose_first(&fault, kind).await;
+                let peers = self.peer_faults(&target, true);
+                let (choice, features, scores) = self.choose_first(&fault, kind, peers).await;
                 let proposal = self.proposal(&incident, &target, kind, fault.healthy_replicas);
                 self.guard(
                     choice,

@@ -17,6 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::domain::guards::{GuardConfig, Guards};
+use crate::domain::peers::RecentFaults;
 use crate::grpc::BrainService;
 use crate::handler::{Brain, DecisionConfig};
 use crate::incidents::IncidentStore;
@@ -148,6 +149,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         incidents,
         policy,
         guards: Mutex::new(guards),
+        recent: Mutex::new(RecentFaults::new(Duration::from_secs(300), 10_000)),
         config: DecisionConfig {
             supported,
             min_confidence: args.min_confidence,
