@@ -111,8 +111,13 @@ impl Registry {
             .await
             .map_err(|error| kv_error("keys", ">", error))?;
         let mut instances = Vec::new();
+        // The key listing goes on delivering keys written while it runs, so a key can come twice.
+        let mut seen = std::collections::HashSet::new();
         while let Some(key) = keys.next().await {
             let key = key.map_err(|error| kv_error("keys", ">", error))?;
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             let Some(value) = self
                 .store
                 .get(&key)

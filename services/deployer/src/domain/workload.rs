@@ -71,7 +71,7 @@ pub struct HealthProbe {
     pub timeout: Duration,
 }
 
-/// What a probe connects to or runs.
+/// Target that a probe connects to or runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeTarget {
     Tcp { port: u16 },
@@ -188,7 +188,9 @@ mod tests {
 
     #[test]
     fn tcp_check_uses_allocated_or_fixed_port() {
-        let allocated = spec(CheckSpec::Tcp(TcpPort::Allocated)).health.render(&VALUES);
+        let allocated = spec(CheckSpec::Tcp(TcpPort::Allocated))
+            .health
+            .render(&VALUES);
         let fixed = spec(CheckSpec::Tcp(TcpPort::Fixed(9000)))
             .health
             .render(&VALUES);
@@ -201,9 +203,12 @@ mod tests {
         let http = spec(CheckSpec::Http(template("http://127.0.0.1:{port}/healthz")))
             .health
             .render(&VALUES);
-        let exec = spec(CheckSpec::Exec(vec![template("probe"), template("{instance}")]))
-            .health
-            .render(&VALUES);
+        let exec = spec(CheckSpec::Exec(vec![
+            template("probe"),
+            template("{instance}"),
+        ]))
+        .health
+        .render(&VALUES);
         assert_eq!(
             http.check,
             ProbeTarget::Http {

@@ -65,19 +65,49 @@ struct RawFile {
     workload: Vec<toml::Table>,
 }
 
+/// Defines a function for `deserialize_with` that reads a `$type` and names the field in
+/// the error, which serde leaves out of type errors ("invalid type: string, expected i64").
+macro_rules! named_field {
+    ($function:ident, $field:literal, $type:ty) => {
+        fn $function<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<$type, D::Error> {
+            <$type as Deserialize>::deserialize(deserializer).map_err(|error| {
+                serde::de::Error::custom(format_args!("field {}: {error}", $field))
+            })
+        }
+    };
+}
+
+named_field!(name_field, "name", String);
+named_field!(command_field, "command", String);
+named_field!(args_field, "args", Vec<String>);
+named_field!(env_field, "env", BTreeMap<String, String>);
+named_field!(replicas_field, "replicas", i64);
+named_field!(start_timeout_field, "start_timeout", Option<String>);
+named_field!(checksum_files_field, "checksum_files", Vec<String>);
+named_field!(tcp_field, "health.tcp", Option<String>);
+named_field!(http_field, "health.http", Option<String>);
+named_field!(grpc_field, "health.grpc", Option<String>);
+named_field!(exec_field, "health.exec", Option<Vec<String>>);
+named_field!(interval_field, "health.interval", Option<String>);
+named_field!(timeout_field, "health.timeout", Option<String>);
+named_field!(heartbeat_interval_field, "heartbeat.interval", String);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkload {
+    #[serde(deserialize_with = "name_field")]
     name: String,
+    #[serde(deserialize_with = "command_field")]
     command: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "args_field")]
     args: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "env_field")]
     env: BTreeMap<String, String>,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "replicas_field")]
     replicas: i64,
+    #[serde(default, deserialize_with = "start_timeout_field")]
     start_timeout: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checksum_files_field")]
     checksum_files: Vec<String>,
     health: RawHealth,
     heartbeat: Option<RawHeartbeat>,
@@ -90,17 +120,24 @@ fn one() -> i64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
+    #[serde(default, deserialize_with = "tcp_field")]
     tcp: Option<String>,
+    #[serde(default, deserialize_with = "http_field")]
     http: Option<String>,
+    #[serde(default, deserialize_with = "grpc_field")]
     grpc: Option<String>,
+    #[serde(default, deserialize_with = "exec_field")]
     exec: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "interval_field")]
     interval: Option<String>,
+    #[serde(default, deserialize_with = "timeout_field")]
     timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHeartbeat {
+    #[serde(deserialize_with = "heartbeat_interval_field")]
     interval: String,
 }
 
@@ -155,7 +192,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<WorkloadSpec>> {
     Ok(specs)
 }
 
-/// Where an error happened, for its message.
+/// Location of an error (file and workload), for its message.
 struct Context<'a> {
     file: &'a str,
     label: String,
@@ -260,7 +297,9 @@ impl Context<'_> {
             if RESERVED_ENV.contains(&key.as_str()) {
                 return Err(self.field(
                     &field,
-                    format!("{key} is set by the deployer for every instance and cannot be overridden"),
+                    format!(
+                        "{key} is set by the deployer for every instance and cannot be overridden"
+                    ),
                 ));
             }
             let template = self.template(&field, &value)?;
@@ -284,8 +323,8 @@ impl Context<'_> {
         let Some(value) = value else {
             return Ok(default);
         };
-        let duration =
-            aro_service::humantime_duration(&value).map_err(|message| self.field(field, message))?;
+        let duration = aro_service::humantime_duration(&value)
+            .map_err(|message| self.field(field, message))?;
         if duration.is_zero() {
             return Err(self.field(field, format!("{value:?} must be greater than zero")));
         }
@@ -350,7 +389,9 @@ impl Context<'_> {
             Ok(port) if port > 0 => Ok(CheckSpec::Tcp(TcpPort::Fixed(port))),
             _ => Err(self.field(
                 "health.tcp",
-                format!("{value:?} is not a port: expected \"{{port}}\" or a number from 1 to 65535"),
+                format!(
+                    "{value:?} is not a port: expected \"{{port}}\" or a number from 1 to 65535"
+                ),
             )),
         }
     }

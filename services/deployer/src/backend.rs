@@ -1,0 +1,193 @@
+//! Runtimes that run instances. The supervisor drives them through [`Runtime`]; each runtime
+//! declares the actions it supports.
+
+pub mod process;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::plan::Capabilities;
+
+/// One generation of one instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    pub workload: String,
+    pub instance: String,
+    pub generation: u64,
+}
+
+impl std::fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} generation {}", self.instance, self.generation)
+    }
+}
+
+/// Everything a runtime needs to start one instance.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub key: InstanceKey,
+    /// Resolved path of the executable.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Variables added to the deployer's own environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// A started instance.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: u32,
+    /// sha256 of the executable that was started, `sha256:<hex>`.
+    pub artifact_digest: String,
+    pub started_at: SystemTime,
+    pub exit: ExitWatch,
+}
+
+/// How an instance's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit status when the process exited on its own.
+    pub code: Option<i32>,
+    /// Signal that ended the process.
+    pub signal: Option<i32>,
+    /// True when the deployer asked the runtime to stop the instance.
+    pub expected: bool,
+    /// When the runtime observed the exit.
+    pub at: SystemTime,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit status {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Resolves once an instance's process has exited.
+#[derive(Clone, Debug)]
+pub struct ExitWatch(watch::Receiver<Option<Exit>>);
+
+impl ExitWatch {
+    /// A watch and the sender that reports the exit to it.
+    pub fn channel() -> (watch::Sender<Option<Exit>>, Self) {
+        let (sender, receiver) = watch::channel(None);
+        (sender, Self(receiver))
+    }
+
+    /// The exit, if it already happened.
+    pub fn get(&self) -> Option<Exit> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits for the exit. Returns `None` when the runtime dropped the instance without
+    /// reporting one.
+    pub async fn wait(&mut self) -> Option<Exit> {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone(),
+            Err(_) => None,
+        }
+    }
+}
+
+/// What the runtime observed, in the order it happened per instance.
+#[derive(Clone, Debug)]
+pub enum RuntimeEvent {
+    Started {
+        key: InstanceKey,
+        pid: u32,
+        at: SystemTime,
+    },
+    Exited {
+        key: InstanceKey,
+        exit: Exit,
+    },
+}
+
+/// Signals the fault-injection API sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSignal {
+    /// End the instance at once (SIGKILL).
+    Kill,
+    /// Freeze the instance (SIGSTOP).
+    Freeze,
+    /// Resume a frozen instance (SIGCONT).
+    Resume,
+}
+
+/// Errors of a runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to start {key} from {program}: {source}")]
+    Start {
+        key: InstanceKey,
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to hash the executable {program}: {source}")]
+    Digest {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not running")]
+    NotRunning(InstanceKey),
+    #[error("failed to send {signal} to {key}: {message}")]
+    Signal {
+        key: InstanceKey,
+        signal: &'static str,
+        message: String,
+    },
+    #[error("{key} did not exit within {waited:?} of SIGKILL")]
+    StopTimedOut { key: InstanceKey, waited: Duration },
+}
+
+/// Result of runtime operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A place where instances run: local processes today, containers and pods later.
+pub trait Runtime: Capabilities + Send + Sync + 'static {
+    /// Starts one instance. Emits [`RuntimeEvent::Started`] before the returned future
+    /// resolves, and [`RuntimeEvent::Exited`] (after it) when the instance ends.
+    fn start(&self, launch: Launch) -> impl Future<Output = Result<Launched>> + Send;
+
+    /// Stops an instance and waits until it exited: asks it to terminate, and ends it after
+    /// `grace` (at once when `grace` is zero). Its exit is reported as expected. Returns
+    /// `None` when it was not running.
+    fn stop(
+        &self,
+        key: &InstanceKey,
+        grace: Duration,
+    ) -> impl Future<Output = Result<Option<Exit>>> + Send;
+
+    /// Stops `old` (as [`Runtime::stop`] does) and starts `launch` in its place.
+    fn restart(
+        &self,
+        old: &InstanceKey,
+        launch: Launch,
+        grace: Duration,
+    ) -> impl Future<Output = Result<Launched>> + Send {
+        async move {
+            self.stop(old, grace).await?;
+            self.start(launch).await
+        }
+    }
+
+    /// Quarantines an instance: it keeps its state for inspection but does no more work.
+    fn isolate(&self, key: &InstanceKey) -> Result<()>;
+
+    /// Sends a fault signal. Returns when it was sent.
+    fn inject(&self, key: &InstanceKey, signal: FaultSignal) -> Result<SystemTime>;
+
+    /// Instances that are running now.
+    fn running(&self) -> Vec<InstanceKey>;
+
+    /// The event stream, on the first call only.
+    fn events(&self) -> Option<mpsc::UnboundedReceiver<RuntimeEvent>>;
+}

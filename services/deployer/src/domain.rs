@@ -1,0 +1,10 @@
+//! Domain logic of the deployer, free of NATS, gRPC and the runtime: the workload file, the
+//! fleet's slots and ids, command planning and fault-injection bookkeeping.
+
+pub mod chaos;
+pub mod fleet;
+pub mod ids;
+pub mod plan;
+pub mod template;
+pub mod workload;
+pub mod workload_file;

@@ -1,0 +1,344 @@
+use std::time::Duration;
+
+use super::*;
+use crate::domain::workload::{CheckSpec, TcpPort};
+
+const FILE: &str = "fleet.toml";
+
+fn parse_ok(text: &str) -> Vec<WorkloadSpec> {
+    parse(FILE, text).expect("the workload file is valid")
+}
+
+fn parse_err(text: &str) -> String {
+    parse(FILE, text)
+        .expect_err("the workload file is invalid")
+        .to_string()
+}
+
+/// Asserts that `message` contains each of `parts`, one assert per part.
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "{message:?} should mention {part:?}"
+        );
+    }
+}
+
+/// Builds a valid workload with `extra` lines added to its table and `health` as its health table.
+fn workload(extra: &str, health: &str) -> String {
+    format!(
+        "[[workload]]\nname = \"web\"\ncommand = \"python3\"\n{extra}\n[workload.health]\n{health}\n"
+    )
+}
+
+const HTTP: &str = "http = \"http://127.0.0.1:{port}/\"";
+
+#[test]
+fn valid_file_parses_with_defaults() {
+    let specs = parse_ok(&workload("", "tcp = \"{port}\""));
+    assert_eq!(specs.len(), 1);
+    let spec = &specs[0];
+    assert_eq!(spec.name, "web");
+    assert_eq!(spec.command, "python3");
+    assert_eq!(spec.replicas, 1);
+    assert_eq!(spec.start_timeout, Duration::from_secs(10));
+    assert_eq!(spec.health.interval, Duration::from_millis(250));
+    assert_eq!(spec.health.timeout, Duration::from_millis(200));
+    assert_eq!(spec.health.check, CheckSpec::Tcp(TcpPort::Allocated));
+    assert_eq!(spec.heartbeat_interval, None);
+}
+
+#[test]
+fn full_workload_parses_every_field() {
+    let text = r#"
+[[workload]]
+name = "beat"
+command = "aro-sample-workload"
+args = ["--port", "{port}"]
+env = { RUST_LOG = "debug", TAG = "{instance}" }
+replicas = 3
+start_timeout = "5s"
+checksum_files = ["/etc/hostname"]
+
+[workload.health]
+grpc = "127.0.0.1:{port}"
+interval = "100ms"
+timeout = "50ms"
+
+[workload.heartbeat]
+interval = "250ms"
+
+[[workload]]
+name = "probe"
+command = "sleep"
+args = ["1000"]
+
+[workload.health]
+exec = ["true"]
+"#;
+    let specs = parse_ok(text);
+    assert_eq!(specs.len(), 2);
+    let beat = &specs[0];
+    assert_eq!(beat.args.len(), 2);
+    assert_eq!(beat.env.len(), 2);
+    assert_eq!(beat.env[1].0, "TAG");
+    assert_eq!(beat.replicas, 3);
+    assert_eq!(beat.start_timeout, Duration::from_secs(5));
+    assert_eq!(beat.checksum_files, [PathBuf::from("/etc/hostname")]);
+    assert!(matches!(beat.health.check, CheckSpec::Grpc(_)));
+    assert_eq!(beat.health.interval, Duration::from_millis(100));
+    assert_eq!(beat.health.timeout, Duration::from_millis(50));
+    assert_eq!(beat.heartbeat_interval, Some(Duration::from_millis(250)));
+    assert!(matches!(specs[1].health.check, CheckSpec::Exec(ref argv) if argv.len() == 1));
+}
+
+#[test]
+fn demo_fleet_file_is_valid() {
+    let text = include_str!("../../../../../deploy/local/fleet.toml");
+    let specs = parse_ok(text);
+    let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
+    assert_eq!(names, ["web", "beat"]);
+    assert!(specs[1].heartbeat_interval.is_some());
+}
+
+#[test]
+fn syntax_error_names_the_file() {
+    let message = parse_err("[[workload]\nname = ");
+    assert_mentions(&message, &[FILE]);
+}
+
+#[test]
+fn file_without_workloads_is_rejected() {
+    let message = parse_err("");
+    assert_mentions(&message, &[FILE, "no workloads"]);
+}
+
+#[test]
+fn unknown_top_level_key_is_rejected() {
+    let message = parse_err(&format!("workloads = 1\n{}", workload("", HTTP)));
+    assert_mentions(&message, &[FILE, "workloads"]);
+}
+
+#[test]
+fn unknown_workload_key_is_rejected() {
+    let message = parse_err(&workload("replica = 2", HTTP));
+    assert_mentions(&message, &[FILE, "\"web\"", "replica"]);
+}
+
+#[test]
+fn unknown_health_key_is_rejected() {
+    let message = parse_err(&workload(
+        "",
+        "http = \"http://127.0.0.1:{port}/\"\nretries = 3",
+    ));
+    assert_mentions(&message, &[FILE, "\"web\"", "retries"]);
+}
+
+#[test]
+fn missing_command_is_rejected() {
+    let text = format!("[[workload]]\nname = \"web\"\n[workload.health]\n{HTTP}\n");
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "\"web\"", "command"]);
+}
+
+#[test]
+fn empty_command_is_rejected() {
+    let text =
+        format!("[[workload]]\nname = \"web\"\ncommand = \" \"\n[workload.health]\n{HTTP}\n");
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "\"web\"", "field command", "empty"]);
+}
+
+#[test]
+fn missing_name_names_the_position() {
+    let text = format!(
+        "{}[[workload]]\ncommand = \"x\"\n[workload.health]\n{HTTP}\n",
+        workload("", HTTP)
+    );
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "workload #2", "name"]);
+}
+
+#[test]
+fn invalid_names_are_rejected() {
+    for name in ["Web", "web.1", "1web", "web_1", ""] {
+        let text = format!(
+            "[[workload]]\nname = \"{name}\"\ncommand = \"x\"\n[workload.health]\n{HTTP}\n"
+        );
+        let message = parse_err(&text);
+        assert_mentions(&message, &[FILE, "field name", &format!("{name:?}")]);
+    }
+}
+
+#[test]
+fn overlong_name_is_rejected() {
+    let name = "w".repeat(MAX_NAME_LEN + 1);
+    let text =
+        format!("[[workload]]\nname = \"{name}\"\ncommand = \"x\"\n[workload.health]\n{HTTP}\n");
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "field name", "53 characters"]);
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let text = format!("{}{}", workload("", HTTP), workload("", HTTP));
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "\"web\"", "field name", "workload #1"]);
+}
+
+#[test]
+fn zero_replicas_are_rejected() {
+    let message = parse_err(&workload("replicas = 0", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field replicas", "0 is out of range"],
+    );
+}
+
+#[test]
+fn too_many_replicas_are_rejected() {
+    let message = parse_err(&workload("replicas = 65", HTTP));
+    assert_mentions(&message, &[FILE, "\"web\"", "field replicas", "65"]);
+}
+
+#[test]
+fn negative_replicas_are_rejected() {
+    let message = parse_err(&workload("replicas = -1", HTTP));
+    assert_mentions(&message, &[FILE, "field replicas", "-1"]);
+}
+
+#[test]
+fn replicas_of_wrong_type_are_rejected() {
+    let message = parse_err(&workload("replicas = \"two\"", HTTP));
+    assert_mentions(&message, &[FILE, "\"web\"", "field replicas", "\"two\""]);
+}
+
+#[test]
+fn duration_of_wrong_type_is_rejected() {
+    let message = parse_err(&workload("start_timeout = 10", HTTP));
+    assert_mentions(&message, &[FILE, "\"web\"", "field start_timeout", "10"]);
+}
+
+#[test]
+fn health_field_of_wrong_type_is_rejected() {
+    let message = parse_err(&workload("", "exec = \"true\""));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field health.exec", "\"true\""],
+    );
+}
+
+#[test]
+fn duration_without_unit_is_rejected() {
+    let message = parse_err(&workload("start_timeout = \"10\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field start_timeout", "\"10\""],
+    );
+}
+
+#[test]
+fn duration_with_unknown_unit_is_rejected() {
+    let message = parse_err(&workload("", &format!("{HTTP}\ninterval = \"5 parsecs\"")));
+    assert_mentions(&message, &[FILE, "field health.interval", "\"5 parsecs\""]);
+}
+
+#[test]
+fn zero_duration_is_rejected() {
+    let message = parse_err(&workload("", &format!("{HTTP}\ntimeout = \"0ms\"")));
+    assert_mentions(
+        &message,
+        &[FILE, "field health.timeout", "\"0ms\"", "greater than zero"],
+    );
+}
+
+#[test]
+fn bad_heartbeat_interval_is_rejected() {
+    let text = format!(
+        "{}[workload.heartbeat]\ninterval = \"fast\"\n",
+        workload("", HTTP)
+    );
+    let message = parse_err(&text);
+    assert_mentions(&message, &[FILE, "field heartbeat.interval", "\"fast\""]);
+}
+
+#[test]
+fn two_health_checks_are_rejected() {
+    let message = parse_err(&workload("", &format!("{HTTP}\ntcp = \"{{port}}\"")));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field health", "tcp and http are set"],
+    );
+}
+
+#[test]
+fn empty_health_table_is_rejected() {
+    let message = parse_err(&workload("", "interval = \"1s\""));
+    assert_mentions(&message, &[FILE, "\"web\"", "field health", "none is set"]);
+}
+
+#[test]
+fn missing_health_table_is_rejected() {
+    let message = parse_err("[[workload]]\nname = \"web\"\ncommand = \"x\"\n");
+    assert_mentions(&message, &[FILE, "\"web\"", "health"]);
+}
+
+#[test]
+fn tcp_check_needs_a_port() {
+    let message = parse_err(&workload("", "tcp = \"localhost\""));
+    assert_mentions(&message, &[FILE, "field health.tcp", "\"localhost\""]);
+    let fixed = parse_ok(&workload("", "tcp = \"8080\""));
+    assert_eq!(fixed[0].health.check, CheckSpec::Tcp(TcpPort::Fixed(8080)));
+}
+
+#[test]
+fn http_check_needs_an_http_url() {
+    let message = parse_err(&workload("", "http = \"https://127.0.0.1:{port}/\""));
+    assert_mentions(
+        &message,
+        &[FILE, "field health.http", "https://127.0.0.1:{port}/"],
+    );
+}
+
+#[test]
+fn grpc_check_needs_host_and_port() {
+    let message = parse_err(&workload("", "grpc = \"{port}\""));
+    assert_mentions(&message, &[FILE, "field health.grpc", "\"{port}\""]);
+}
+
+#[test]
+fn empty_exec_check_is_rejected() {
+    let message = parse_err(&workload("", "exec = []"));
+    assert_mentions(&message, &[FILE, "field health.exec", "empty"]);
+}
+
+#[test]
+fn unknown_placeholder_is_rejected() {
+    let message = parse_err(&workload("args = [\"--port\", \"{prot}\"]", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field args[1]", "\"{prot}\"", "{prot}"],
+    );
+}
+
+#[test]
+fn reserved_environment_variable_is_rejected() {
+    let message = parse_err(&workload("env = { ARO_PORT = \"1\" }", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field env.ARO_PORT", "set by the deployer"],
+    );
+}
+
+#[test]
+fn invalid_environment_name_is_rejected() {
+    let message = parse_err(&workload("env = { \"A=B\" = \"1\" }", HTTP));
+    assert_mentions(&message, &[FILE, "field env.A=B", "\"A=B\""]);
+}
+
+#[test]
+fn empty_checksum_path_is_rejected() {
+    let message = parse_err(&workload("checksum_files = [\"\"]", HTTP));
+    assert_mentions(&message, &[FILE, "field checksum_files[0]", "empty path"]);
+}

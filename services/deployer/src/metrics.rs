@@ -1,0 +1,123 @@
+//! Prometheus metrics of the deployer.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::domain::fleet::{Fleet, State};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub workload: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub action: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabels {
+    pub workload: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the deployer exports, under the `aro_deployer_` prefix.
+#[derive(Debug)]
+pub struct Metrics {
+    pub instances: Family<InstanceLabels, Gauge>,
+    pub commands: Family<CommandLabels, Counter>,
+    pub recovery_seconds: HistogramFamily<ActionLabels>,
+    pub chaos_injections: Family<KindLabels, Counter>,
+    pub log_lines: Family<WorkloadLabels, Counter>,
+    pub log_lines_dropped: Family<WorkloadLabels, Counter>,
+    pub log_lines_truncated: Family<WorkloadLabels, Counter>,
+}
+
+fn recovery_histogram() -> Histogram {
+    // 10 ms to about 41 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            instances: Family::default(),
+            commands: Family::default(),
+            recovery_seconds: Family::new_with_constructor(recovery_histogram),
+            chaos_injections: Family::default(),
+            log_lines: Family::default(),
+            log_lines_dropped: Family::default(),
+            log_lines_truncated: Family::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("aro_deployer");
+        registry.register(
+            "instances",
+            "Instances by workload and state",
+            metrics.instances.clone(),
+        );
+        registry.register(
+            "commands",
+            "Recovery commands handled, by action and outcome status",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "recovery_duration_seconds",
+            "Time from receiving a command to a verified recovery, by action",
+            metrics.recovery_seconds.clone(),
+        );
+        registry.register(
+            "chaos_injections",
+            "Faults injected through the chaos API, by kind",
+            metrics.chaos_injections.clone(),
+        );
+        registry.register(
+            "log_lines",
+            "Lines read from instances' standard output and error",
+            metrics.log_lines.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines not published because the publishing queue was full or NATS failed",
+            metrics.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "log_lines_truncated",
+            "Log lines cut to the maximum line length",
+            metrics.log_lines_truncated.clone(),
+        );
+        metrics
+    }
+
+    /// Sets the instance gauges from the fleet.
+    pub fn observe_fleet(&self, fleet: &Fleet) {
+        for spec in fleet.specs() {
+            for state in State::ALL {
+                let count = fleet.count(&spec.name, state);
+                self.instances
+                    .get_or_create(&InstanceLabels {
+                        workload: spec.name.clone(),
+                        state: state.as_str(),
+                    })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
