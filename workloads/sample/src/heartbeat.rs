@@ -53,6 +53,7 @@ pub(crate) async fn run(config: HeartbeatConfig, shutdown: CancellationToken) {
             instance: config.instance.clone(),
             sent_at: Some(aro_proto::time::now()),
             sequence,
+            ..Default::default()
         };
         match client.heartbeat(request).await {
             Ok(response) => {
