@@ -59,6 +59,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         count: args.count,
         duration: args.duration.map(aro_proto::time::duration),
         idempotency_key: args.idempotency_key,
+        path: String::new(),
     };
     let injection = client
         .inject_fault(request)
