@@ -149,9 +149,27 @@ impl Tracker {
             .into_iter()
             .filter(|fault| fault.incident_id == incident)
             .collect();
-        let mut commands = self.commands.get(&incident).cloned().unwrap_or_default();
+        // An incident can span several injections when a fault comes back soon after a
+        // recovery; only the commands after this injection's fault belong to its timeline.
+        let detected = micros(fault.as_ref().and_then(|fault| fault.detected_at.as_ref()));
+        let mut commands: Vec<v1::Command> = self
+            .commands
+            .get(&incident)
+            .into_iter()
+            .flatten()
+            .filter(|command| micros(command.issued_at.as_ref()) >= detected)
+            .cloned()
+            .collect();
         commands.sort_by_key(|command| command.attempt);
-        let mut outcomes = self.outcomes.get(&incident).cloned().unwrap_or_default();
+        let first_attempt = commands.first().map_or(u32::MAX, |command| command.attempt);
+        let mut outcomes: Vec<v1::Outcome> = self
+            .outcomes
+            .get(&incident)
+            .into_iter()
+            .flatten()
+            .filter(|outcome| outcome.attempt >= first_attempt)
+            .cloned()
+            .collect();
         outcomes.sort_by_key(|outcome| outcome.attempt);
         Timeline {
             chaos: chaos.clone(),

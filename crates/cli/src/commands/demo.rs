@@ -63,9 +63,23 @@ async fn script(engine: &mut Engine, args: &LocalArgs) -> anyhow::Result<Vec<Tim
     }
 
     let mut timelines = Vec::new();
+    // Each fault goes to an instance no earlier fault touched: a fault soon after a recovery of
+    // the same instance joins that instance's incident as a relapse, which is not what the demo
+    // sets out to show.
+    let mut touched = std::collections::HashSet::new();
     for (number, (kind, workload)) in SCRIPT.into_iter().enumerate() {
-        engine.wait_until_serving(Duration::from_secs(30)).await?;
-        let injection = engine.inject(kind, workload, "").await?;
+        let workloads = engine.wait_until_serving(Duration::from_secs(30)).await?;
+        let instance = workloads
+            .iter()
+            .filter(|status| status.name == workload)
+            .flat_map(|status| &status.instances)
+            .filter(|instance| instance.state() == v1::InstanceState::Serving)
+            .filter_map(|instance| instance.r#ref.as_ref())
+            .map(|reference| reference.instance.clone())
+            .find(|instance| !touched.contains(instance))
+            .unwrap_or_default();
+        touched.insert(instance.clone());
+        let injection = engine.inject(kind, workload, &instance).await?;
         let target = instance_name(injection.target.as_ref());
         println!(
             "\n[{}/{}] inject {} into {target}",
