@@ -10,6 +10,12 @@ use aro_e2e::{
 use aro_proto::v1;
 use aro_stack::Service;
 
+/// Waits out the detector's start-up grace (1 s from when an instance first serves), during
+/// which silence does not count, so hang detection times are those of a steady instance.
+async fn settle_start_up_grace() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_is_recovered_once() {
     let _serial = serial();
@@ -51,6 +57,7 @@ async fn kill_is_recovered_once() {
 async fn hang_of_heartbeat_workload_is_recovered_once() {
     let _serial = serial();
     let mut engine = start(config("hang-beat")).await;
+    settle_start_up_grace().await;
     let injection = engine
         .inject(v1::ChaosKind::Hang, "beat", "")
         .await
@@ -74,6 +81,7 @@ async fn hang_of_heartbeat_workload_is_recovered_once() {
 async fn hang_of_probed_workload_is_recovered_once() {
     let _serial = serial();
     let mut engine = start(config("hang-web")).await;
+    settle_start_up_grace().await;
     let injection = engine
         .inject(v1::ChaosKind::Hang, "web", "")
         .await

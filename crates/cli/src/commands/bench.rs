@@ -1,6 +1,7 @@
 //! `aro bench`: latency percentiles over many injected crashes and hangs on real processes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::bail;
 use aro_proto::v1;
@@ -68,10 +69,14 @@ async fn inject_all(
     });
     for (number, kind) in plan.enumerate() {
         let workload = if number % 4 < 2 { "web" } else { "beat" };
-        engine
-            .wait_until_serving(std::time::Duration::from_secs(30))
-            .await?;
-        let injection = engine.inject(kind, workload, "").await?;
+        let workloads = engine.wait_until_serving(Duration::from_secs(30)).await?;
+        let (instance, age) = steadiest_instance(&workloads, workload)?;
+        // The detector does not count silence during an instance's first second of serving,
+        // so a hang injected earlier would measure the grace, not the detector.
+        if let Some(wait) = MIN_AGE.checked_sub(age) {
+            tokio::time::sleep(wait).await;
+        }
+        let injection = engine.inject(kind, workload, &instance).await?;
         let timeline = engine
             .follow_until_finished(&injection.id, args.local.incident_timeout, |_| {})
             .await?;
@@ -100,6 +105,30 @@ async fn inject_all(
         }
     }
     Ok((crashes, hangs))
+}
+
+/// Age an instance must have before a fault is injected into it.
+const MIN_AGE: Duration = Duration::from_millis(2500);
+
+/// Returns the serving instance of `workload` that started first, and its age.
+fn steadiest_instance(
+    workloads: &[v1::WorkloadStatus],
+    workload: &str,
+) -> anyhow::Result<(String, Duration)> {
+    let now = aro_proto::time::micros(Some(&aro_proto::time::now()));
+    workloads
+        .iter()
+        .filter(|status| status.name == workload)
+        .flat_map(|status| &status.instances)
+        .filter(|instance| instance.state() == v1::InstanceState::Serving)
+        .filter_map(|instance| {
+            let reference = instance.r#ref.as_ref()?;
+            let started = aro_proto::time::micros(instance.started_at.as_ref());
+            let age = Duration::from_micros(u64::try_from(now - started).unwrap_or(0));
+            Some((reference.instance.clone(), age))
+        })
+        .max_by_key(|(_, age)| *age)
+        .ok_or_else(|| anyhow::anyhow!("workload {workload} has no serving instance"))
 }
 
 fn percentiles(values: &[f64]) -> String {

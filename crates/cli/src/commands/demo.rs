@@ -62,6 +62,11 @@ async fn script(engine: &mut Engine, args: &LocalArgs) -> anyhow::Result<Vec<Tim
         );
     }
 
+    // The detector gives each instance a start-up grace of 1 s from when it first serves
+    // before silence counts, so hangs injected earlier would be detected late.
+    println!("\nletting the detector learn each instance's heartbeat rhythm (2 s)...");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     let mut timelines = Vec::new();
     // Each fault goes to an instance no earlier fault touched: a fault soon after a recovery of
     // the same instance joins that instance's incident as a relapse, which is not what the demo
