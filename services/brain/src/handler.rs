@@ -27,7 +27,6 @@ const MAX_DEFERRALS: i64 = 5;
 pub(crate) const OPEN: &str = "open";
 pub(crate) const RECOVERED: &str = "recovered";
 pub(crate) const ESCALATED: &str = "escalated";
-pub(crate) const OBSERVED: &str = "observed";
 pub(crate) const SUPERSEDED: &str = "superseded";
 
 /// Settings of the decision step.
@@ -419,9 +418,10 @@ impl Brain {
         incident.target = Some(target);
         incident.reason = decision.reason;
         incident.updated_at = Some(time::now());
+        // Observing stays open: the deployer probes the target after its observation period
+        // and a FAILED outcome climbs the ladder.
         incident.state = match action {
             Action::Escalate => ESCALATED.to_owned(),
-            Action::Observe => OBSERVED.to_owned(),
             _ => OPEN.to_owned(),
         };
         self.incidents.save(incident, revision).await?;

@@ -53,6 +53,10 @@ pub struct Args {
     #[arg(long, env = "ARO_ISOLATION_RETENTION", default_value = "5m", value_parser = humantime_duration)]
     pub isolation_retention: Duration,
 
+    /// How long an OBSERVE command waits before it probes its target once.
+    #[arg(long, env = "ARO_OBSERVE_PERIOD", default_value = "5s", value_parser = humantime_duration)]
+    pub observe_period: Duration,
+
     /// Time an instance has to exit after SIGTERM (on restarts and at shutdown) before it
     /// gets SIGKILL.
     #[arg(long, env = "ARO_STOP_GRACE", default_value = "2s", value_parser = humantime_duration)]
@@ -117,6 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         detector_addr: args.detector_addr.clone(),
         stop_grace: args.stop_grace,
         isolation_retention: args.isolation_retention,
+        observe_period: args.observe_period,
     };
     let supervisor = Arc::new(Supervisor::new(
         process_runtime,

@@ -42,6 +42,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// How long an isolated instance is kept before it is killed and removed.
     pub isolation_retention: Duration,
+    /// How long an OBSERVE command waits before it probes the target.
+    pub observe_period: Duration,
 }
 
 /// The resolved executable of a workload and the digests it had at start-up.

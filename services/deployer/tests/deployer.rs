@@ -550,9 +550,9 @@ async fn stale_and_unsupported_commands_do_nothing() {
             "ROLLBACK",
         ),
         (
-            command("cmd-c", Action::Observe, "web-1", 1),
+            command("cmd-c", Action::Escalate, "web-1", 1),
             OutcomeStatus::Noop,
-            "OBSERVE",
+            "ESCALATE",
         ),
         (
             command("cmd-d", Action::Restart, "web-9", 1),
@@ -919,4 +919,67 @@ async fn restarted_deployer_removes_leftovers_and_continues_ids() {
     })
     .await;
     assert_eq!(ids, ["web-3", "web-4"]);
+}
+
+#[tokio::test]
+async fn observe_of_healthy_instance_recovers() {
+    let harness = Harness::start(WEB, &Options::default()).await;
+    harness.wait_serving("web", 2).await;
+    let mut outcomes = harness.subscribe(subjects::outcome("web")).await;
+
+    let observe = command("cmd-inc-web-1-g1-a1", Action::Observe, "web-1", 1);
+    harness.publish_command(&observe).await;
+
+    let outcome: Outcome = next(&mut outcomes).await;
+    assert_eq!(
+        outcome.status(),
+        OutcomeStatus::Recovered,
+        "{}",
+        outcome.message
+    );
+    assert!(
+        outcome.message.contains("observation"),
+        "{}",
+        outcome.message
+    );
+    assert!(outcome.verified_at.is_some());
+    assert!(outcome.replaced_at.is_none());
+    let entry = harness
+        .instance("web", "web-1")
+        .await
+        .expect("web-1 is registered");
+    assert_eq!(
+        reference(&entry).generation,
+        1,
+        "observing restarts nothing"
+    );
+}
+
+#[tokio::test]
+async fn observe_of_hung_instance_fails() {
+    let harness = Harness::start(WEB, &Options::default()).await;
+    let web = harness.wait_serving("web", 2).await;
+    let mut chaos = harness.chaos().await;
+    chaos
+        .inject_fault(inject(ChaosKind::Hang, "web", "web-1"))
+        .await
+        .expect("injecting a hang");
+    wait_state(web[0].pid, true).await;
+    let mut outcomes = harness.subscribe(subjects::outcome("web")).await;
+
+    let observe = command("cmd-inc-web-1-g1-a1", Action::Observe, "web-1", 1);
+    harness.publish_command(&observe).await;
+
+    let outcome: Outcome = next(&mut outcomes).await;
+    assert_eq!(
+        outcome.status(),
+        OutcomeStatus::Failed,
+        "{}",
+        outcome.message
+    );
+    assert!(
+        outcome.message.contains("still fails"),
+        "{}",
+        outcome.message
+    );
 }

@@ -47,6 +47,8 @@ pub enum Plan {
     Restart,
     /// Isolate the target and start a fresh instance in its slot.
     Replace,
+    /// Wait, then probe the target once: the fault may go away by itself.
+    Observe,
 }
 
 /// Decides what to do with `command`. Checks run in this order: the command's own validity,
@@ -61,7 +63,7 @@ pub fn plan(command: &Command, facts: &Facts<'_>, runtime: &dyn Capabilities) ->
         Ok(action) => action,
         Err(_) => return Plan::Reject(format!("unknown action value {}", command.action)),
     };
-    if matches!(action, Action::Observe | Action::Escalate) {
+    if action == Action::Escalate {
         return Plan::Noop(format!(
             "{}: nothing for the deployer to execute",
             action_name(action)
@@ -128,6 +130,7 @@ pub fn plan(command: &Command, facts: &Facts<'_>, runtime: &dyn Capabilities) ->
     match action {
         Action::Restart => Plan::Restart,
         Action::Replace => Plan::Replace,
+        Action::Observe => Plan::Observe,
         other => Plan::Reject(format!(
             "{} is not supported by the {} runtime",
             action_name(other),

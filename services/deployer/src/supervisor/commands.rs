@@ -69,6 +69,7 @@ impl<R: Runtime> Supervisor<R> {
             Plan::Supersede(message) => finish(&mut outcome, OutcomeStatus::Superseded, message),
             Plan::Restart => self.restart(&target, &mut outcome).await,
             Plan::Replace => self.replace(&target, &mut outcome).await,
+            Plan::Observe => self.observe(&target, &mut outcome).await,
         }
         if local.is_none() {
             self.forget_instance_lock(&target.workload, &target.instance);
@@ -104,6 +105,61 @@ impl<R: Runtime> Supervisor<R> {
 
     /// Restarts `target` in place: the registry gets generation + 1 (starting) before the
     /// old process is stopped, then the new generation is started and verified.
+    /// Waits the observation period, then probes the target once. It recovered when the probe
+    /// passes and its generation is still current; otherwise the outcome is FAILED, so the
+    /// brain climbs its escalation ladder.
+    async fn observe(&self, target: &InstanceRef, outcome: &mut Outcome) {
+        let period = self.settings.observe_period;
+        let probe = {
+            let fleet = self.fleet();
+            fleet
+                .get(&target.workload, &target.instance)
+                .and_then(|record| {
+                    let spec = fleet.spec(&record.workload)?;
+                    Some(self.launch_for(record, spec).1)
+                })
+        };
+        let Some(probe) = probe else {
+            return finish(
+                outcome,
+                OutcomeStatus::Superseded,
+                format!("instance {} is gone", target.instance),
+            );
+        };
+        tokio::time::sleep(period).await;
+        let current = self
+            .fleet()
+            .get(&target.workload, &target.instance)
+            .map(|record| record.generation);
+        if current != Some(target.generation) {
+            return finish(
+                outcome,
+                OutcomeStatus::Superseded,
+                format!(
+                    "generation {} of {} was replaced while observing",
+                    target.generation, target.instance
+                ),
+            );
+        }
+        match crate::probe::check(&probe.check, probe.timeout).await {
+            Ok(()) => {
+                outcome.verified_at = Some(timestamp(SystemTime::now()));
+                let message = format!(
+                    "{} passed its health check after {period:?} of observation",
+                    target.instance
+                );
+                finish(outcome, OutcomeStatus::Recovered, message);
+            }
+            Err(error) => {
+                let message = format!(
+                    "{} still fails after {period:?} of observation: {error}",
+                    target.instance
+                );
+                finish(outcome, OutcomeStatus::Failed, message);
+            }
+        }
+    }
+
     async fn restart(&self, target: &InstanceRef, outcome: &mut Outcome) {
         let prepared = {
             let mut fleet = self.fleet();

@@ -65,6 +65,7 @@ impl Deployer {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(["--detector-addr", "127.0.0.1:1"])
             .args(["--isolation-retention", options.isolation_retention])
+            .args(["--observe-period", "1s"])
             .args(["--stop-grace", options.stop_grace])
             .args(["--shutdown-grace", "5s"])
             .env("RUST_LOG", "info,aro_deployer=debug")

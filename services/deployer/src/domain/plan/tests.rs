@@ -83,11 +83,23 @@ fn replace_of_current_generation_is_planned() {
 }
 
 #[test]
-fn observe_and_escalate_are_noops() {
-    for action in [Action::Observe, Action::Escalate] {
-        let plan = plan_with(&command(action, 1), None, None);
-        assert!(matches!(plan, Plan::Noop(_)), "{action:?} gave {plan:?}");
-    }
+fn escalate_is_a_noop() {
+    let plan = plan_with(&command(Action::Escalate, 1), None, None);
+    assert!(matches!(plan, Plan::Noop(_)), "{plan:?}");
+}
+
+#[test]
+fn observe_of_current_generation_is_planned() {
+    let (registry, local) = current(State::Serving);
+    let plan = plan_with(&command(Action::Observe, 1), registry, local);
+    assert_eq!(plan, Plan::Observe);
+}
+
+#[test]
+fn observe_of_stale_generation_is_superseded() {
+    let (registry, local) = current(State::Serving);
+    let plan = plan_with(&command(Action::Observe, 7), registry, local);
+    assert!(matches!(plan, Plan::Supersede(_)), "{plan:?}");
 }
 
 #[test]
