@@ -81,6 +81,11 @@ struct Args {
     #[arg(long, env = "ARO_BACKOFF_MAX", default_value = "5m", value_parser = humantime_duration)]
     backoff_max: Duration,
 
+    /// Faults of other instances within this window count as the policy's workload and node
+    /// peer faults: replicas failing together point at a release, a dependency or the node.
+    #[arg(long, env = "ARO_PEER_FAULT_WINDOW", default_value = "30s", value_parser = humantime_duration)]
+    peer_fault_window: Duration,
+
     /// Recoveries in flight at once.
     #[arg(long, env = "ARO_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: usize,
@@ -149,7 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         incidents,
         policy,
         guards: Mutex::new(guards),
-        recent: Mutex::new(RecentFaults::new(Duration::from_secs(300), 10_000)),
+        recent: Mutex::new(RecentFaults::new(args.peer_fault_window, 10_000)),
         config: DecisionConfig {
             supported,
             min_confidence: args.min_confidence,

@@ -26,8 +26,12 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // The benchmark measures the loop, not the guards: back-off and rate limits are set so that
-    // they never delay an action of the benchmark's own sequential injections.
+    // they never delay an action of the benchmark's own sequential injections. Its faults are
+    // independent, so the peer window is zero and the policy does not read them as an outage
+    // of the whole workload.
     let brain_args = [
+        "--peer-fault-window",
+        "0s",
         "--backoff-base",
         "1ms",
         "--backoff-max",
