@@ -29,8 +29,10 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
-## bench: latency percentiles over 50 crashes and 50 hangs on real processes.
+## bench: latency percentiles over 50 crashes and 50 hangs on real processes, and of one
+## policy inference.
 bench: build-release
+	$(CARGO) run --release -p aro-brain --example inference_latency
 	target/release/aro bench --crashes 50 --hangs 50
 
 ## train: regenerates models/policy.onnx from the simulator.

@@ -1,15 +1,5 @@
-//! The brain service: consumes fault events, decides a recovery with the ONNX policy behind
-//! safety guards, publishes commands and follows their outcomes.
-
-mod convert;
-mod domain;
-mod grpc;
-mod handler;
-mod incidents;
-mod metrics;
-mod onnx;
-mod runtime;
+//! The brain service binary.
 
 fn main() -> anyhow::Result<()> {
-    runtime::main()
+    aro_brain::runtime::main()
 }

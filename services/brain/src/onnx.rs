@@ -15,16 +15,16 @@ use ort::value::TensorRef;
 use tokio::sync::oneshot;
 use tracing::info;
 
-pub(crate) use locate::locate_onnxruntime;
+pub use locate::locate_onnxruntime;
 
 /// Name of the model's input tensor: float32 `[batch, N_FEATURES]`.
-pub(crate) const INPUT_NAME: &str = "features";
+pub const INPUT_NAME: &str = "features";
 /// Name of the model's output tensor: float32 `[batch, N_ACTIONS]`, action probabilities.
-pub(crate) const OUTPUT_NAME: &str = "scores";
+pub const OUTPUT_NAME: &str = "scores";
 
 /// Errors of loading or running the policy model.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum OnnxError {
+pub enum OnnxError {
     #[error(
         "ONNX Runtime library not found: set ORT_DYLIB_PATH to libonnxruntime.so, or run `make setup` to install it into .venv"
     )]
@@ -43,7 +43,7 @@ pub(crate) enum OnnxError {
 
 /// Loaded and checked ONNX session; used from one thread at a time.
 #[derive(Debug)]
-pub(crate) struct PolicyModel {
+pub struct PolicyModel {
     session: Session,
     version: String,
 }
@@ -56,7 +56,7 @@ impl PolicyModel {
     /// # Errors
     ///
     /// Returns an error naming the library or the model and what is wrong with it.
-    pub(crate) fn load(library: &Path, path: &Path) -> Result<Self, OnnxError> {
+    pub fn load(library: &Path, path: &Path) -> Result<Self, OnnxError> {
         let environment = environment(library)?;
         let model_error = |error: ort::Error| OnnxError::Model {
             path: path.to_owned(),
@@ -93,7 +93,7 @@ impl PolicyModel {
     }
 
     /// Version recorded in the model's metadata.
-    pub(crate) fn version(&self) -> &str {
+    pub fn version(&self) -> &str {
         &self.version
     }
 
@@ -102,10 +102,7 @@ impl PolicyModel {
     /// # Errors
     ///
     /// Returns [`OnnxError::Inference`] when ONNX Runtime fails.
-    pub(crate) fn score(
-        &mut self,
-        features: &[f32; N_FEATURES],
-    ) -> Result<[f32; N_ACTIONS], OnnxError> {
+    pub fn score(&mut self, features: &[f32; N_FEATURES]) -> Result<[f32; N_ACTIONS], OnnxError> {
         let inference = |error: ort::Error| OnnxError::Inference(error.to_string());
         let input =
             TensorRef::from_array_view(([1usize, N_FEATURES], &features[..])).map_err(inference)?;

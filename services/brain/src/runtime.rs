@@ -96,7 +96,7 @@ struct Args {
 /// # Errors
 ///
 /// Returns an error when start-up fails: no model, a model that does not fit, no NATS.
-pub(crate) fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 /// `onnxruntime` wheel installs into the project's `.venv`, looked up from the working directory
 /// and from each ancestor of the executable (so `target/debug/aro-brain` finds the repository's
 /// `.venv`).
-pub(crate) fn locate_onnxruntime() -> Option<PathBuf> {
+pub fn locate_onnxruntime() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         return Some(PathBuf::from(path));
     }
