@@ -7,6 +7,7 @@
 //! | `ARO_COMMANDS` | `aro.commands.<workload>` | brain | deployer |
 //! | `ARO_OUTCOMES` | `aro.outcomes.<workload>` | deployer | brain |
 //! | `ARO_CHAOS` | `aro.chaos.<workload>` | deployer | auditors |
+//! | `ARO_DECISIONS` | `aro.decisions.<workload>` | brain, in observe and propose modes | auditors |
 //!
 //! Every stream keeps its messages for audit; consumers are durable, so a message stays until
 //! it is acknowledged by each consumer that reads it.
@@ -21,6 +22,8 @@ pub const COMMANDS_STREAM: &str = "ARO_COMMANDS";
 pub const OUTCOMES_STREAM: &str = "ARO_OUTCOMES";
 /// Stream of fault injections.
 pub const CHAOS_STREAM: &str = "ARO_CHAOS";
+/// Stream of decisions that were recorded or proposed instead of carried out.
+pub const DECISIONS_STREAM: &str = "ARO_DECISIONS";
 
 /// Key-value bucket of instances, keyed `<workload>.<instance>`.
 pub const INSTANCES_BUCKET: &str = "aro_instances";
@@ -48,6 +51,11 @@ pub fn command(workload: &str) -> String {
 /// Subject of an outcome.
 pub fn outcome(workload: &str) -> String {
     format!("aro.outcomes.{workload}")
+}
+
+/// Subject of a decision recorded in observe mode or proposed in propose mode.
+pub fn decision(workload: &str) -> String {
+    format!("aro.decisions.{workload}")
 }
 
 /// Subject of a chaos event.

@@ -23,6 +23,7 @@ pub(crate) async fn ensure(jetstream: &jetstream::Context) -> Result<()> {
         (subjects::COMMANDS_STREAM, "aro.commands.>", AUDIT_MAX_AGE),
         (subjects::OUTCOMES_STREAM, "aro.outcomes.>", AUDIT_MAX_AGE),
         (subjects::CHAOS_STREAM, "aro.chaos.>", AUDIT_MAX_AGE),
+        (subjects::DECISIONS_STREAM, "aro.decisions.>", AUDIT_MAX_AGE),
     ];
     for (name, subject, max_age) in streams {
         let config = stream::Config {

@@ -23,10 +23,15 @@ pub(crate) fn to_json(audited: &Audited) -> Value {
             "detected_at_us": timestamp(f.detected_at.as_ref()), "healthy_replicas": f.healthy_replicas,
             "evidence": f.evidence.iter().map(|e| json!({"sense": e.sense, "summary": e.summary, "details": e.details})).collect::<Vec<_>>(),
         }),
-        AuditEvent::Command(c) => {
+        AuditEvent::Command(c) | AuditEvent::Decision(c) => {
             let decision = c.decision.clone().unwrap_or_default();
+            let kind = if matches!(audited.event, AuditEvent::Decision(_)) {
+                "decision"
+            } else {
+                "command"
+            };
             json!({
-                "type": "command", "id": c.id, "incident_id": c.incident_id, "attempt": c.attempt,
+                "type": kind, "mode": decision.mode().as_str_name(), "id": c.id, "incident_id": c.incident_id, "attempt": c.attempt,
                 "action": c.action().as_str_name(), "target": instance(c.target.as_ref()),
                 "issued_at_us": timestamp(c.issued_at.as_ref()),
                 "decision": {

@@ -27,6 +27,8 @@ enum Command {
     Inject(commands::inject::Args),
     /// Prints every fault, command, outcome and injection as it is stored, one line each.
     Audit(commands::audit::Args),
+    /// Approves or rejects the command an incident in propose mode waits with.
+    Approve(commands::approve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
             Command::Status(args) => commands::status::run(args).await,
             Command::Inject(args) => commands::inject::run(args).await,
             Command::Audit(args) => commands::audit::run(args).await,
+            Command::Approve(args) => commands::approve::run(args).await,
         }
     })
 }

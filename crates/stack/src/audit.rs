@@ -17,6 +17,8 @@ use crate::{Error, Result};
 pub enum AuditEvent {
     Fault(v1::FaultEvent),
     Command(v1::Command),
+    /// A command recorded in observe mode or proposed in propose mode, not carried out.
+    Decision(v1::Command),
     Outcome(v1::Outcome),
     Chaos(v1::ChaosEvent),
     Signal(v1::Signal),
@@ -27,7 +29,7 @@ impl AuditEvent {
     pub fn id(&self) -> &str {
         match self {
             AuditEvent::Fault(event) => &event.id,
-            AuditEvent::Command(event) => &event.id,
+            AuditEvent::Command(event) | AuditEvent::Decision(event) => &event.id,
             AuditEvent::Outcome(event) => &event.id,
             AuditEvent::Chaos(event) => &event.id,
             AuditEvent::Signal(event) => &event.id,
@@ -38,7 +40,7 @@ impl AuditEvent {
     pub fn incident_id(&self) -> &str {
         match self {
             AuditEvent::Fault(event) => &event.incident_id,
-            AuditEvent::Command(event) => &event.incident_id,
+            AuditEvent::Command(event) | AuditEvent::Decision(event) => &event.incident_id,
             AuditEvent::Outcome(event) => &event.incident_id,
             AuditEvent::Chaos(_) | AuditEvent::Signal(_) => "",
         }
@@ -56,7 +58,7 @@ pub struct Audited {
 
 type Events = Pin<Box<dyn Stream<Item = Audited> + Send>>;
 
-/// Follows the faults, commands, outcomes and chaos streams (and the signals stream when
+/// Follows the faults, commands, decisions, outcomes and chaos streams (and the signals stream when
 /// `signals` is set), from their first stored message when `from_start` is set, otherwise from
 /// now on. Undecodable messages are logged and skipped.
 ///
@@ -69,6 +71,7 @@ pub async fn follow(bus: &Bus, from_start: bool, signals: bool) -> Result<Events
         subjects::COMMANDS_STREAM,
         subjects::OUTCOMES_STREAM,
         subjects::CHAOS_STREAM,
+        subjects::DECISIONS_STREAM,
     ];
     if signals {
         streams.push(subjects::SIGNALS_STREAM);
@@ -121,6 +124,9 @@ pub async fn follow(bus: &Bus, from_start: bool, signals: bool) -> Result<Events
                 subjects::COMMANDS_STREAM => v1::Command::decode(payload).map(AuditEvent::Command),
                 subjects::OUTCOMES_STREAM => v1::Outcome::decode(payload).map(AuditEvent::Outcome),
                 subjects::CHAOS_STREAM => v1::ChaosEvent::decode(payload).map(AuditEvent::Chaos),
+                subjects::DECISIONS_STREAM => {
+                    v1::Command::decode(payload).map(AuditEvent::Decision)
+                }
                 _ => v1::Signal::decode(payload).map(AuditEvent::Signal),
             };
             match event {

@@ -108,7 +108,7 @@ impl Tracker {
                     outcomes.push(outcome.clone());
                 }
             }
-            AuditEvent::Chaos(_) | AuditEvent::Signal(_) => {}
+            AuditEvent::Chaos(_) | AuditEvent::Signal(_) | AuditEvent::Decision(_) => {}
         }
     }
 

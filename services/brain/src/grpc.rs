@@ -7,7 +7,7 @@ use aro_proto::v1::brain_server::Brain as BrainApi;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::handler::{Brain, Plan};
+use crate::handler::{Brain, Plan, ReviewError};
 
 /// gRPC front of the brain.
 #[derive(Debug)]
@@ -57,6 +57,52 @@ impl BrainApi for BrainService {
         }))
     }
 
+    async fn approve(
+        &self,
+        request: Request<v1::ApproveRequest>,
+    ) -> Result<Response<v1::ApproveResponse>, Status> {
+        let request = request.into_inner();
+        if request.incident_id.is_empty() {
+            return Err(Status::invalid_argument("field incident_id is missing"));
+        }
+        let approver = if request.approver.is_empty() {
+            "unnamed"
+        } else {
+            request.approver.as_str()
+        };
+        let command = self
+            .brain
+            .approve(&request.incident_id, approver)
+            .await
+            .map_err(review_status)?;
+        Ok(Response::new(v1::ApproveResponse {
+            command: Some(command),
+        }))
+    }
+
+    async fn reject(
+        &self,
+        request: Request<v1::RejectRequest>,
+    ) -> Result<Response<v1::RejectResponse>, Status> {
+        let request = request.into_inner();
+        if request.incident_id.is_empty() {
+            return Err(Status::invalid_argument("field incident_id is missing"));
+        }
+        let approver = if request.approver.is_empty() {
+            "unnamed"
+        } else {
+            request.approver.as_str()
+        };
+        let incident = self
+            .brain
+            .reject(&request.incident_id, approver, &request.reason)
+            .await
+            .map_err(review_status)?;
+        Ok(Response::new(v1::RejectResponse {
+            incident: Some(incident),
+        }))
+    }
+
     async fn list_incidents(
         &self,
         request: Request<v1::ListIncidentsRequest>,
@@ -74,5 +120,17 @@ impl BrainApi for BrainService {
             .await
             .map_err(|error| Status::unavailable(error.to_string()))?;
         Ok(Response::new(v1::ListIncidentsResponse { incidents }))
+    }
+}
+
+/// Maps review errors to gRPC status codes, once, at the edge.
+fn review_status(error: ReviewError) -> Status {
+    match error {
+        ReviewError::NotFound(_) => Status::not_found(error.to_string()),
+        ReviewError::NotPending { .. } | ReviewError::Refused(_) => {
+            Status::failed_precondition(error.to_string())
+        }
+        ReviewError::Busy(_) => Status::aborted(error.to_string()),
+        ReviewError::Incident(_) | ReviewError::Bus(_) => Status::unavailable(error.to_string()),
     }
 }

@@ -28,6 +28,26 @@ pub(crate) const OPEN: &str = "open";
 pub(crate) const RECOVERED: &str = "recovered";
 pub(crate) const ESCALATED: &str = "escalated";
 pub(crate) const SUPERSEDED: &str = "superseded";
+pub(crate) const RECORDED: &str = "recorded";
+pub(crate) const PROPOSED: &str = "proposed";
+pub(crate) const REJECTED: &str = "rejected";
+
+/// Errors of approving or rejecting a proposed command.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReviewError {
+    #[error("incident {0} not found")]
+    NotFound(String),
+    #[error("incident {id} waits for no approval: its state is {state:?}")]
+    NotPending { id: String, state: String },
+    #[error("a guard refuses the command now: {0}")]
+    Refused(String),
+    #[error("incident {0} kept changing; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Incident(#[from] IncidentError),
+    #[error(transparent)]
+    Bus(#[from] aro_bus::Error),
+}
 
 /// Settings of the decision step.
 #[derive(Clone, Debug)]
@@ -36,6 +56,20 @@ pub(crate) struct DecisionConfig {
     pub(crate) supported: ActionSet,
     /// Minimum policy confidence below which the rule policy decides.
     pub(crate) min_confidence: f32,
+    /// Mode of workloads without a mode of their own.
+    pub(crate) default_mode: v1::Mode,
+    /// Modes of single workloads.
+    pub(crate) workload_modes: std::collections::HashMap<String, v1::Mode>,
+}
+
+impl DecisionConfig {
+    /// Mode in which the brain handles `workload`.
+    pub(crate) fn mode(&self, workload: &str) -> v1::Mode {
+        self.workload_modes
+            .get(workload)
+            .copied()
+            .unwrap_or(self.default_mode)
+    }
 }
 
 /// The brain's state shared by the consumers and the gRPC service.
@@ -273,13 +307,8 @@ impl Brain {
                 let peers = self.peer_faults(&target, true);
                 let (choice, features, scores) = self.choose_first(&fault, kind, peers).await;
                 let proposal = self.proposal(&incident, &target, kind, fault.healthy_replicas);
-                self.guard(
-                    choice,
-                    proposal,
-                    &features,
-                    scores.as_ref(),
-                    Some(deliveries),
-                )
+                let deliveries = self.enforced(&target.workload).then_some(deliveries);
+                self.guard(choice, proposal, &features, scores.as_ref(), deliveries)
             } else {
                 self.ladder_plan(&incident, &target, kind, fault.healthy_replicas, deliveries)
             };
@@ -339,10 +368,19 @@ impl Brain {
             ),
         };
         let proposal = self.proposal(incident, target, kind, healthy);
-        self.guard(choice, proposal, &[], None, Some(deliveries))
+        let deliveries = self.enforced(&target.workload).then_some(deliveries);
+        self.guard(choice, proposal, &[], None, deliveries)
     }
 
-    /// Publishes the planned command and records it in the incident.
+    /// True when the brain carries out its decisions for `workload`.
+    fn enforced(&self, workload: &str) -> bool {
+        self.config.mode(workload) == v1::Mode::Enforce
+    }
+
+    /// Publishes the planned command and records it in the incident. In enforce mode the
+    /// command goes to the deployer; in observe mode it is only recorded on the decisions
+    /// subject; in propose mode it is recorded there too and waits in the incident for
+    /// [`Brain::approve`].
     async fn issue(
         &self,
         incident: &mut v1::Incident,
@@ -357,6 +395,9 @@ impl Brain {
             }
             Plan::Act(decision) => decision,
         };
+        let mode = self.config.mode(&target.workload);
+        let mut decision = decision;
+        decision.mode = mode as i32;
         let attempt = incident.attempt + 1;
         let command = v1::Command {
             id: format!("cmd-{}-a{attempt}", incident.id),
@@ -378,9 +419,14 @@ impl Brain {
             command_id = %command.id,
             action = action.as_str(),
         );
+        let subject = if mode == v1::Mode::Enforce {
+            subjects::command(&target.workload)
+        } else {
+            subjects::decision(&target.workload)
+        };
         let published = self
             .bus
-            .publish(subjects::command(&target.workload), &command.id, &command)
+            .publish(subject, &command.id, &command)
             .instrument(span)
             .await;
         if let Err(error) = published {
@@ -407,6 +453,7 @@ impl Brain {
             action = action.as_str(),
             source = source.as_str_name(),
             reason = %decision.reason,
+            mode = mode.as_str_name(),
             "command issued"
         );
 
@@ -420,12 +467,131 @@ impl Brain {
         incident.updated_at = Some(time::now());
         // Observing stays open: the deployer probes the target after its observation period
         // and a FAILED outcome climbs the ladder.
-        incident.state = match action {
-            Action::Escalate => ESCALATED.to_owned(),
+        incident.state = match (mode, action) {
+            (v1::Mode::Observe, _) => RECORDED.to_owned(),
+            (v1::Mode::Propose, _) => {
+                incident.pending = Some(command);
+                PROPOSED.to_owned()
+            }
+            (_, Action::Escalate) => ESCALATED.to_owned(),
             _ => OPEN.to_owned(),
         };
         self.incidents.save(incident, revision).await?;
         Ok(Disposition::Ack)
+    }
+
+    /// Carries out the command that a proposed incident waits with, after the guards allow it.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message for the caller when the incident does not exist, waits for no
+    /// approval, or a guard refuses the command now.
+    pub(crate) async fn approve(
+        &self,
+        incident_id: &str,
+        approver: &str,
+    ) -> Result<v1::Command, ReviewError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(Versioned {
+                mut incident,
+                revision,
+            }) = self.incidents.get(incident_id).await?
+            else {
+                return Err(ReviewError::NotFound(incident_id.to_owned()));
+            };
+            let (true, Some(command)) = (incident.state == PROPOSED, incident.pending.clone())
+            else {
+                return Err(ReviewError::NotPending {
+                    id: incident_id.to_owned(),
+                    state: incident.state,
+                });
+            };
+            let target = command.target.clone().unwrap_or_default();
+            let action = convert::action_from_proto(command.action).unwrap_or(Action::Escalate);
+            let kind = FaultKind::from_proto_value(incident.kind).unwrap_or(FaultKind::Crash);
+            // NOTE: the last-healthy-replica guard judged the command when it was proposed; the
+            // replica count is not re-read here, so a fleet that shrank since is not noticed.
+            let mut proposal = self.proposal(&incident, &target, kind, u32::MAX);
+            proposal.action = action;
+            {
+                let now = Instant::now();
+                let mut guards = self
+                    .guards
+                    .lock()
+                    .expect("guard state is never poisoned: no guard code panics");
+                let evaluation = guards.evaluate(now, &proposal);
+                if let Some(reason) = evaluation.denied() {
+                    return Err(ReviewError::Refused(reason.to_owned()));
+                }
+                if let Some(delay) = evaluation.deferred() {
+                    return Err(ReviewError::Refused(format!(
+                        "guards defer the command, retry in {delay:?}"
+                    )));
+                }
+                guards.commit(now, &proposal);
+            }
+            self.bus
+                .publish(subjects::command(&target.workload), &command.id, &command)
+                .await?;
+            info!(incident_id, command_id = %command.id, approver, "proposed command approved");
+            incident.pending = None;
+            incident.state = if action == Action::Escalate {
+                ESCALATED
+            } else {
+                OPEN
+            }
+            .to_owned();
+            incident.reason = format!("approved by {approver}");
+            incident.updated_at = Some(time::now());
+            match self.incidents.save(&incident, revision).await {
+                Ok(_) => return Ok(command),
+                Err(IncidentError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ReviewError::Busy(incident_id.to_owned()))
+    }
+
+    /// Drops the command a proposed incident waits with and hands the incident to a person.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message for the caller when the incident does not exist or waits for no
+    /// approval.
+    pub(crate) async fn reject(
+        &self,
+        incident_id: &str,
+        approver: &str,
+        reason: &str,
+    ) -> Result<v1::Incident, ReviewError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(Versioned {
+                mut incident,
+                revision,
+            }) = self.incidents.get(incident_id).await?
+            else {
+                return Err(ReviewError::NotFound(incident_id.to_owned()));
+            };
+            if incident.state != PROPOSED {
+                return Err(ReviewError::NotPending {
+                    id: incident_id.to_owned(),
+                    state: incident.state,
+                });
+            }
+            incident.pending = None;
+            incident.state = REJECTED.to_owned();
+            incident.reason = format!("rejected by {approver}: {reason}");
+            incident.updated_at = Some(time::now());
+            match self.incidents.save(&incident, revision).await {
+                Ok(_) => {
+                    info!(incident_id, approver, reason, "proposed command rejected");
+                    return Ok(incident);
+                }
+                Err(IncidentError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ReviewError::Busy(incident_id.to_owned()))
     }
 
     /// Handles one outcome: closes the incident when recovered, climbs the ladder when not.

@@ -86,6 +86,16 @@ struct Args {
     #[arg(long, env = "ARO_PEER_FAULT_WINDOW", default_value = "30s", value_parser = humantime_duration)]
     peer_fault_window: Duration,
 
+    /// Mode of every workload without a `--workload-mode`: `enforce` (act), `propose` (wait
+    /// for approval through the Approve call or `aro approve`) or `observe` (decide and record
+    /// on `aro.decisions.<workload>`, act on nothing).
+    #[arg(long, env = "ARO_MODE", default_value = "enforce", value_parser = parse_mode)]
+    mode: v1::Mode,
+
+    /// Mode of one workload, as `WORKLOAD=MODE`; repeat the flag for several workloads.
+    #[arg(long = "workload-mode", env = "ARO_WORKLOAD_MODES", value_delimiter = ',', value_parser = parse_workload_mode)]
+    workload_modes: Vec<(String, v1::Mode)>,
+
     /// Recoveries in flight at once.
     #[arg(long, env = "ARO_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: usize,
@@ -156,6 +166,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         guards: Mutex::new(guards),
         recent: Mutex::new(RecentFaults::new(args.peer_fault_window, 10_000)),
         config: DecisionConfig {
+            default_mode: args.mode,
+            workload_modes: args.workload_modes.iter().cloned().collect(),
             supported,
             min_confidence: args.min_confidence,
         },
@@ -250,4 +262,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     info!("brain stopped");
     Ok(())
+}
+
+fn parse_mode(value: &str) -> Result<v1::Mode, String> {
+    match value {
+        "enforce" => Ok(v1::Mode::Enforce),
+        "propose" => Ok(v1::Mode::Propose),
+        "observe" => Ok(v1::Mode::Observe),
+        _ => Err(format!(
+            "invalid mode {value:?}: expected enforce, propose or observe"
+        )),
+    }
+}
+
+fn parse_workload_mode(value: &str) -> Result<(String, v1::Mode), String> {
+    let (workload, mode) = value.split_once('=').ok_or_else(|| {
+        format!("invalid workload mode {value:?}: expected WORKLOAD=MODE, like web=propose")
+    })?;
+    aro_bus::subjects::validate_name(workload)
+        .map_err(|reason| format!("invalid workload in {value:?}: {reason}"))?;
+    Ok((workload.to_owned(), parse_mode(mode)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_modes_parse() {
+        assert_eq!(
+            parse_workload_mode("web=propose"),
+            Ok(("web".to_owned(), v1::Mode::Propose))
+        );
+        assert_eq!(parse_mode("observe"), Ok(v1::Mode::Observe));
+    }
+
+    #[test]
+    fn bad_workload_modes_name_the_value() {
+        let error = parse_workload_mode("web").expect_err("no mode given");
+        assert!(error.contains("\"web\""), "{error}");
+        let error = parse_workload_mode("web=sometimes").expect_err("no such mode");
+        assert!(error.contains("sometimes"), "{error}");
+        let error = parse_workload_mode("Web=observe").expect_err("not a workload name");
+        assert!(error.contains("Web"), "{error}");
+    }
 }

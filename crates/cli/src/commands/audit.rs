@@ -53,6 +53,14 @@ fn text_line(event: &AuditEvent) -> String {
             f.kind().as_str_name(),
             instance_name(f.target.as_ref())
         ),
+        AuditEvent::Decision(c) => format!(
+            "{} decision {:<28} {:<24} {} ({})",
+            at(c.issued_at.as_ref()),
+            c.incident_id,
+            c.action().as_str_name(),
+            instance_name(c.target.as_ref()),
+            c.decision.as_ref().map_or("", |d| d.mode().as_str_name()),
+        ),
         AuditEvent::Command(c) => format!(
             "{} command  {:<28} {:<24} {}",
             at(c.issued_at.as_ref()),

@@ -151,7 +151,7 @@ fn print_event(audited: &Audited, injected_at: i64) {
                 parts.join(", "),
             )
         }
-        AuditEvent::Chaos(_) | AuditEvent::Signal(_) => return,
+        AuditEvent::Chaos(_) | AuditEvent::Signal(_) | AuditEvent::Decision(_) => return,
     };
     println!("  {line}");
 }
