@@ -4,3 +4,4 @@ pub(crate) mod choose;
 pub(crate) mod guards;
 pub(crate) mod ladder;
 pub(crate) mod peers;
+pub(crate) mod storm;

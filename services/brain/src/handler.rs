@@ -14,6 +14,7 @@ use crate::domain::choose::{Choice, Source, choose};
 use crate::domain::guards::{Evaluation, Guards, Proposal};
 use crate::domain::ladder::next_rung;
 use crate::domain::peers::{PeerFaults, RecentFaults};
+use crate::domain::storm::{StormDetector, Verdict as StormVerdict};
 use crate::incidents::{IncidentError, IncidentStore, Versioned};
 use crate::metrics::{DecisionLabels, GuardLabels, Metrics, OutcomeLabels, WorkloadLabels};
 use crate::onnx::Policy;
@@ -31,6 +32,7 @@ pub(crate) const SUPERSEDED: &str = "superseded";
 pub(crate) const RECORDED: &str = "recorded";
 pub(crate) const PROPOSED: &str = "proposed";
 pub(crate) const REJECTED: &str = "rejected";
+pub(crate) const STORM: &str = "storm";
 
 /// Errors of approving or rejecting a proposed command.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,7 @@ pub(crate) struct Brain {
     pub(crate) policy: Policy,
     pub(crate) guards: Mutex<Guards>,
     pub(crate) recent: Mutex<RecentFaults>,
+    pub(crate) storms: Mutex<StormDetector>,
     pub(crate) config: DecisionConfig,
     pub(crate) metrics: Metrics,
 }
@@ -278,6 +281,26 @@ impl Brain {
             if new_fault {
                 incident.fault_ids.push(fault.id.clone());
             }
+            if revision == 0 {
+                let verdict = self
+                    .storms
+                    .lock()
+                    .expect("storm state is never poisoned: no code panics holding it")
+                    .observe(Instant::now(), &target.workload, &fault.id);
+                if let Some(result) = self
+                    .join_storm(&mut incident, &target, kind, verdict, deliveries)
+                    .await
+                {
+                    return match result {
+                        Ok(disposition) => disposition,
+                        Err(IncidentError::Conflict { .. }) => continue,
+                        Err(error) => {
+                            warn!(%error, "saving incident failed, retrying");
+                            Disposition::Retry(Duration::from_secs(1))
+                        }
+                    };
+                }
+            }
             // Later commands of an open incident follow outcomes, not faults: a fault that joins
             // an incident with a command in flight only adds evidence.
             let awaiting_command = incident.state == OPEN && incident.attempt == 0;
@@ -370,6 +393,76 @@ impl Brain {
         let proposal = self.proposal(incident, target, kind, healthy);
         let deliveries = self.enforced(&target.workload).then_some(deliveries);
         self.guard(choice, proposal, &[], None, deliveries)
+    }
+
+    /// Handles a new incident that storm detection put in a storm: the fault that opens the
+    /// storm also opens the storm incident, which pages a person once; every fault of the storm
+    /// is recorded in an incident of its own that takes no action. Returns `None` when there is
+    /// no storm.
+    async fn join_storm(
+        &self,
+        incident: &mut v1::Incident,
+        target: &v1::InstanceRef,
+        kind: FaultKind,
+        verdict: StormVerdict,
+        deliveries: i64,
+    ) -> Option<Result<Disposition, IncidentError>> {
+        let storm = match verdict {
+            StormVerdict::Normal => return None,
+            StormVerdict::Joins { storm } => storm,
+            StormVerdict::Opens { storm, faults } => {
+                let opened = match self.incidents.get(&storm).await {
+                    Ok(opened) => opened,
+                    Err(error) => return Some(Err(error)),
+                };
+                if opened.is_none() {
+                    let mut storm_incident = v1::Incident {
+                        id: storm.clone(),
+                        target: Some(target.clone()),
+                        kind: incident.kind,
+                        state: OPEN.to_owned(),
+                        opened_at: Some(time::now()),
+                        fault_ids: incident.fault_ids.clone(),
+                        fault_observed_at: incident.fault_observed_at,
+                        fault_detected_at: incident.fault_detected_at,
+                        ..Default::default()
+                    };
+                    let choice = Choice {
+                        action: Action::Escalate,
+                        source: Source::Rules,
+                        confidence: 0.0,
+                        reason: format!(
+                            "storm: {faults} faults of {} within the storm window; one page instead of {faults} recoveries",
+                            target.workload
+                        ),
+                    };
+                    let proposal = self.proposal(&storm_incident, target, kind, 0);
+                    let deliveries = self.enforced(&target.workload).then_some(deliveries);
+                    let plan = self.guard(choice, proposal, &[], None, deliveries);
+                    warn!(storm_id = %storm, workload = %target.workload, faults, "fault storm, paging a person once");
+                    match self
+                        .issue(&mut storm_incident, 0, target.clone(), plan)
+                        .await
+                    {
+                        Ok(Disposition::Ack) | Err(IncidentError::Conflict { .. }) => {}
+                        other => return Some(other),
+                    }
+                }
+                storm
+            }
+        };
+        self.metrics.storm_faults.inc();
+        incident.state = STORM.to_owned();
+        incident.reason =
+            format!("part of {storm}, which pages a person once; no action of its own");
+        incident.updated_at = Some(time::now());
+        info!(incident_id = %incident.id, storm_id = %storm, "fault joined a storm");
+        Some(
+            self.incidents
+                .save(incident, 0)
+                .await
+                .map(|_| Disposition::Ack),
+        )
     }
 
     /// True when the brain carries out its decisions for `workload`.

@@ -35,6 +35,8 @@ pub(crate) struct WorkloadLabels {
 pub(crate) struct Metrics {
     pub(crate) faults: Family<WorkloadLabels, Counter>,
     pub(crate) invalid_faults: Counter,
+    /// Faults that joined a storm instead of getting an action of their own.
+    pub(crate) storm_faults: Counter,
     pub(crate) decisions: Family<DecisionLabels, Counter>,
     pub(crate) guard_verdicts: Family<GuardLabels, Counter>,
     pub(crate) outcomes: Family<OutcomeLabels, Counter>,
@@ -51,6 +53,7 @@ impl Metrics {
         let metrics = Self {
             faults: Family::default(),
             invalid_faults: Counter::default(),
+            storm_faults: Counter::default(),
             decisions: Family::default(),
             guard_verdicts: Family::default(),
             outcomes: Family::default(),

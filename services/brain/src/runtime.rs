@@ -18,6 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::domain::guards::{GuardConfig, Guards};
 use crate::domain::peers::RecentFaults;
+use crate::domain::storm::{StormConfig, StormDetector};
 use crate::grpc::BrainService;
 use crate::handler::{Brain, DecisionConfig};
 use crate::incidents::IncidentStore;
@@ -96,6 +97,15 @@ struct Args {
     #[arg(long = "workload-mode", env = "ARO_WORKLOAD_MODES", value_delimiter = ',', value_parser = parse_workload_mode)]
     workload_modes: Vec<(String, v1::Mode)>,
 
+    /// Faults of one workload within --storm-window that make a storm: they become one
+    /// incident that pages a person once instead of one recovery each. 0 turns it off.
+    #[arg(long, env = "ARO_STORM_THRESHOLD", default_value_t = 5)]
+    storm_threshold: usize,
+
+    /// Window in which --storm-threshold faults make a storm.
+    #[arg(long, env = "ARO_STORM_WINDOW", default_value = "10s", value_parser = humantime_duration)]
+    storm_window: Duration,
+
     /// Recoveries in flight at once.
     #[arg(long, env = "ARO_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: usize,
@@ -164,6 +174,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         incidents,
         policy,
         guards: Mutex::new(guards),
+        storms: Mutex::new(StormDetector::new(StormConfig {
+            threshold: args.storm_threshold,
+            window: args.storm_window,
+            ..StormConfig::default()
+        })),
         recent: Mutex::new(RecentFaults::new(args.peer_fault_window, 10_000)),
         config: DecisionConfig {
             default_mode: args.mode,

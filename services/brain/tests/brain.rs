@@ -417,3 +417,53 @@ async fn invalid_fault_is_rejected_and_counted() {
     assert_eq!(command.incident_id, "inc-web-2-g1");
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn storm_pages_once_instead_of_acting_on_each() {
+    let harness = Harness::start(
+        "storm",
+        &["--storm-threshold", "3", "--storm-window", "10s"],
+    )
+    .await;
+    let mut commands = harness.subscribe(subjects::command("web")).await;
+    for n in 1..=6 {
+        harness
+            .publish_fault(&fault(&format!("web-{n}"), v1::FaultKind::Crash, 5))
+            .await;
+    }
+    let mut received = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(2), commands.next()).await
+    {
+        received.push(v1::Command::decode(message.payload).expect("a command"));
+    }
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|command| command.incident_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["inc-web-1-g1", "inc-web-2-g1", "storm-web-1"],
+        "{received:#?}"
+    );
+    assert_eq!(received[2].action(), v1::Action::Escalate);
+    let reason = &received[2].decision.as_ref().expect("a decision").reason;
+    assert!(reason.contains("storm"), "{reason}");
+
+    let incidents = harness
+        .client()
+        .await
+        .list_incidents(v1::ListIncidentsRequest::default())
+        .await;
+    let incidents = incidents.expect("listing incidents").into_inner().incidents;
+    for n in 3..=6 {
+        let id = format!("inc-web-{n}-g1");
+        let incident = incidents
+            .iter()
+            .find(|incident| incident.id == id)
+            .expect("every fault has an incident");
+        assert_eq!(incident.state, "storm", "{id}");
+        assert_eq!(incident.attempt, 0, "{id} took no action");
+    }
+    harness.stop().await;
+}

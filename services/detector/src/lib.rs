@@ -1,9 +1,13 @@
-//! The detector service: it watches the instances in the registry through pushed heartbeats,
-//! probes and runtime signals, and publishes a fault event when one crashes, hangs or fails
-//! its health check.
+//! The detector service. It watches the instances in the registry through pushed heartbeats,
+//! probes, runtime signals, log lines, checksums and memory. It publishes a fault event when
+//! one crashes, hangs, fails its health check, logs anomalies, changes its bytes or runs out
+//! of memory.
 
 pub mod domain;
 mod grpc;
+mod integrity;
+mod log_limit;
+mod logs;
 mod metrics;
 mod probe;
 mod publisher;

@@ -46,6 +46,24 @@ pub(crate) struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FieldLabels {
+    pub(crate) field: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ChecksumLabels {
+    /// `artifact`, `declared_file` or `data_set`.
+    pub(crate) check: &'static str,
+    /// `match`, `mismatch`, `undecided` (data sets without a strict majority) or `error`.
+    pub(crate) result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ProbeLabels {
     pub(crate) probe: &'static str,
     /// `passed`, `failed` (the instance answered with a failure) or `unanswered`.
@@ -69,6 +87,16 @@ pub(crate) struct Metrics {
     pub(crate) unknown_heartbeats: Counter,
     pub(crate) probes: Family<ProbeLabels, Counter>,
     pub(crate) signals: Family<VerdictLabels, Counter>,
+    pub(crate) invalid_heartbeats: Family<FieldLabels, Counter>,
+    pub(crate) log_lines_read: Counter,
+    pub(crate) log_lines_dropped: Counter,
+    pub(crate) log_client_drops: Counter,
+    pub(crate) log_lines_ignored: Family<ReasonLabels, Counter>,
+    pub(crate) log_lines_truncated: Counter,
+    pub(crate) log_lines_invalid_utf8: Counter,
+    pub(crate) hashed_bytes: Counter,
+    pub(crate) checksum_checks: Family<ChecksumLabels, Counter>,
+    pub(crate) memory_fraction: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -83,6 +111,16 @@ impl Metrics {
             unknown_heartbeats: Counter::default(),
             probes: Family::default(),
             signals: Family::default(),
+            invalid_heartbeats: Family::default(),
+            log_lines_read: Counter::default(),
+            log_lines_dropped: Counter::default(),
+            log_client_drops: Counter::default(),
+            log_lines_ignored: Family::default(),
+            log_lines_truncated: Counter::default(),
+            log_lines_invalid_utf8: Counter::default(),
+            hashed_bytes: Counter::default(),
+            checksum_checks: Family::default(),
+            memory_fraction: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("aro_detector");
         registry.register(
@@ -126,6 +164,62 @@ impl Metrics {
             "Runtime signals handled, by verdict",
             metrics.signals.clone(),
         );
+        metrics.register_senses(registry);
         metrics
+    }
+
+    /// Registers the metrics of the log, checksum and memory senses.
+    fn register_senses(&self, registry: &mut Registry) {
+        registry.register(
+            "invalid_heartbeats",
+            "Heartbeats rejected as invalid, by the first invalid field",
+            self.invalid_heartbeats.clone(),
+        );
+        registry.register(
+            "log_lines_read",
+            "Log lines received on aro.logs.>",
+            self.log_lines_read.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the queue to the anomaly scorer was full",
+            self.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "log_client_drops",
+            "Times the NATS client dropped one or more log lines because the subscription buffer was full",
+            self.log_client_drops.clone(),
+        );
+        registry.register(
+            "log_lines_ignored",
+            "Log lines not scored, by reason (unknown, isolated or stopped instance, invalid subject)",
+            self.log_lines_ignored.clone(),
+        );
+        registry.register(
+            "log_lines_truncated",
+            "Log lines cut to the maximum line length",
+            self.log_lines_truncated.clone(),
+        );
+        registry.register(
+            "log_lines_invalid_utf8",
+            "Log lines that were not valid UTF-8 and were scored with replacement characters",
+            self.log_lines_invalid_utf8.clone(),
+        );
+        registry.register_with_unit(
+            "hashed",
+            "Bytes read to compute checksums of artifacts and declared files",
+            Unit::Bytes,
+            self.hashed_bytes.clone(),
+        );
+        registry.register(
+            "checksum_checks",
+            "Checksum comparisons, by check and result",
+            self.checksum_checks.clone(),
+        );
+        registry.register(
+            "memory_fraction",
+            "Resident memory of each watched instance as a share of its memory limit",
+            self.memory_fraction.clone(),
+        );
     }
 }

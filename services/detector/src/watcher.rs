@@ -1,11 +1,13 @@
-//! The tracker behind a lock, with the effects of its watch changes: probe tasks started and
-//! cancelled, suspicion gauges set and removed, and raised faults handed to the publisher.
+//! The tracker behind a lock, with the effects of its watch changes: probe and integrity tasks
+//! started and cancelled, suspicion and memory gauges set and removed, and raised faults
+//! handed to the publisher.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use aro_bus::RegistryChange;
+use aro_logmine::Anomaly;
 use aro_proto::v1::{FaultEvent, Instance, Signal, WatchedInstance};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -14,9 +16,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::domain::{
-    InstanceKey, Moment, ProbeOutcome, SignalVerdict, Tracker, TrackerError, WatchEvent,
+    ChecksumMismatch, HeartbeatReport, InstanceKey, LogSource, MemorySource, Moment, ProbeOutcome,
+    ReportVerdict, SignalVerdict, Tracker, TrackerError, WatchEvent,
 };
-use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, WorkloadLabels};
+use crate::integrity::Integrity;
+use crate::metrics::{ChecksumLabels, InstanceLabels, Metrics, ProbeLabels, WorkloadLabels};
 
 /// Returns the current moment. The monotonic part comes from Tokio's clock, so tests with
 /// paused time control it.
@@ -31,26 +35,31 @@ pub(crate) fn now() -> Moment {
 #[derive(Debug)]
 pub(crate) struct Watcher {
     tracker: Mutex<Tracker>,
-    probes: Mutex<HashMap<InstanceKey, CancellationToken>>,
-    probe_tasks: TaskTracker,
+    /// Cancels the probe and integrity tasks of each watched generation.
+    watch_tasks: Mutex<HashMap<InstanceKey, CancellationToken>>,
+    task_tracker: TaskTracker,
+    integrity: Option<Integrity>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     faults: mpsc::UnboundedSender<FaultEvent>,
 }
 
 impl Watcher {
-    /// Creates a watcher that sends faults raised by ticks and probes to `faults`, and
-    /// stops its probes when `shutdown` is cancelled.
+    /// Creates a watcher that sends the faults it raises to `faults`, and stops its probes
+    /// when `shutdown` is cancelled. With `integrity`, every watched generation on this node
+    /// also gets its artifact, declared files and memory checked.
     pub(crate) fn new(
         tracker: Tracker,
         metrics: Arc<Metrics>,
         faults: mpsc::UnboundedSender<FaultEvent>,
+        integrity: Option<Integrity>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             tracker: Mutex::new(tracker),
-            probes: Mutex::new(HashMap::new()),
-            probe_tasks: TaskTracker::new(),
+            watch_tasks: Mutex::new(HashMap::new()),
+            task_tracker: TaskTracker::new(),
+            integrity,
             shutdown,
             metrics,
             faults,
@@ -77,21 +86,38 @@ impl Watcher {
                     generation,
                     probe,
                 } => {
-                    self.stop_probe(&key);
+                    self.stop_tasks(&key);
+                    let cancel = self.shutdown.child_token();
+                    self.tasks().insert(key.clone(), cancel.clone());
                     if let Some(spec) = probe {
-                        let cancel = self.shutdown.child_token();
-                        self.probes().insert(key.clone(), cancel.clone());
                         let span =
                             info_span!("probe", instance = %key, generation, probe = spec.kind());
-                        self.probe_tasks.spawn(
-                            crate::probe::run(Arc::clone(self), key, generation, spec, cancel)
+                        self.task_tracker.spawn(
+                            crate::probe::run(
+                                Arc::clone(self),
+                                key.clone(),
+                                generation,
+                                spec,
+                                cancel.clone(),
+                            )
+                            .instrument(span),
+                        );
+                    }
+                    if let Some(integrity) = &self.integrity {
+                        let span = info_span!("integrity", instance = %key, generation);
+                        self.task_tracker.spawn(
+                            integrity
+                                .clone()
+                                .run(Arc::clone(self), key, generation, cancel)
                                 .instrument(span),
                         );
                     }
                 }
                 WatchEvent::Unwatched { key } => {
-                    self.stop_probe(&key);
-                    self.metrics.suspicion.remove(&InstanceLabels::from(&key));
+                    self.stop_tasks(&key);
+                    let labels = InstanceLabels::from(&key);
+                    self.metrics.suspicion.remove(&labels);
+                    self.metrics.memory_fraction.remove(&labels);
                 }
             }
         }
@@ -101,14 +127,14 @@ impl Watcher {
         result
     }
 
-    fn probes(&self) -> MutexGuard<'_, HashMap<InstanceKey, CancellationToken>> {
-        self.probes
+    fn tasks(&self) -> MutexGuard<'_, HashMap<InstanceKey, CancellationToken>> {
+        self.watch_tasks
             .lock()
-            .expect("no thread panics while holding the probe lock")
+            .expect("no thread panics while holding the watch task lock")
     }
 
-    fn stop_probe(&self, key: &InstanceKey) {
-        if let Some(cancel) = self.probes().remove(key) {
+    fn stop_tasks(&self, key: &InstanceKey) {
+        if let Some(cancel) = self.tasks().remove(key) {
             cancel.cancel();
         }
     }
@@ -136,11 +162,29 @@ impl Watcher {
         }
     }
 
-    /// Records a heartbeat and returns whether the instance is watched.
-    pub(crate) fn heartbeat(&self, workload: &str, instance: &str, sequence: u64) -> bool {
-        let known = self
-            .tracker()
-            .heartbeat(workload, instance, sequence, now());
+    /// Records a heartbeat with its report and returns whether the instance is watched.
+    pub(crate) fn heartbeat(
+        &self,
+        workload: &str,
+        instance: &str,
+        sequence: u64,
+        report: &HeartbeatReport,
+    ) -> bool {
+        let now = now();
+        let (known, verdict) = {
+            let mut tracker = self.tracker();
+            let known = tracker.heartbeat(workload, instance, sequence, now);
+            let verdict = if known && !report.is_empty() {
+                let key = InstanceKey::new(workload, instance);
+                Some((key.clone(), tracker.heartbeat_report(&key, report, now)))
+            } else {
+                None
+            };
+            (known, verdict)
+        };
+        if let Some((key, verdict)) = verdict {
+            self.apply_report(&key, verdict);
+        }
         if known {
             self.metrics
                 .heartbeats
@@ -210,6 +254,107 @@ impl Watcher {
         }
     }
 
+    /// Exports what a heartbeat's report led to and hands its faults to the publisher.
+    fn apply_report(&self, key: &InstanceKey, verdict: ReportVerdict) {
+        if let Some(fraction) = verdict.memory_fraction {
+            self.set_memory_fraction(key, fraction);
+        }
+        for (result, count) in [
+            ("match", verdict.data_sets.matched),
+            ("mismatch", verdict.data_sets.mismatched),
+            ("undecided", verdict.data_sets.undecided),
+        ] {
+            if count > 0 {
+                self.count_checksum("data_set", result, u64::from(count));
+            }
+        }
+        for fault in verdict.faults {
+            self.submit(fault);
+        }
+    }
+
+    pub(crate) fn count_checksum(&self, check: &'static str, result: &'static str, count: u64) {
+        self.metrics
+            .checksum_checks
+            .get_or_create(&ChecksumLabels { check, result })
+            .inc_by(count);
+    }
+
+    fn set_memory_fraction(&self, key: &InstanceKey, fraction: f64) {
+        self.metrics
+            .memory_fraction
+            .get_or_create(&InstanceLabels::from(key))
+            .set(fraction);
+    }
+
+    /// Returns a copy of the registry entry of the watched `generation` of `key` and whether
+    /// it already raised a fault, or `None` once that generation is no longer watched.
+    pub(crate) fn watched_entry(
+        &self,
+        key: &InstanceKey,
+        generation: u64,
+    ) -> Option<(Instance, bool)> {
+        self.tracker().watched_entry(key, generation)
+    }
+
+    /// Records a checksum mismatch of an artifact or declared file and hands the fault it
+    /// raises to the publisher.
+    pub(crate) fn checksum_mismatch(
+        &self,
+        key: &InstanceKey,
+        generation: u64,
+        mismatch: &ChecksumMismatch,
+    ) {
+        let fault = self
+            .tracker()
+            .checksum_mismatch(key, generation, mismatch, now());
+        if let Some(fault) = fault {
+            self.submit(fault);
+        }
+    }
+
+    /// Records a resident memory sample read from `/proc`, exports it as a share of the
+    /// limit, and hands a resulting fault to the publisher.
+    pub(crate) fn memory_sample(&self, key: &InstanceKey, generation: u64, bytes: u64) {
+        let verdict =
+            self.tracker()
+                .memory_sample(key, generation, bytes, MemorySource::Process, now());
+        if let Some(fraction) = verdict.fraction {
+            self.set_memory_fraction(key, fraction);
+        }
+        if let Some(fault) = verdict.fault {
+            self.submit(fault);
+        }
+    }
+
+    /// Tells for each key whether its log lines are scored, under one lock.
+    pub(crate) fn log_sources<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a InstanceKey>,
+    ) -> Vec<LogSource> {
+        let tracker = self.tracker();
+        keys.map(|key| tracker.log_source(key)).collect()
+    }
+
+    /// Records a log anomaly of `key`, whose raising line arrived at `observed_at`, and hands
+    /// the fault it raises to the publisher.
+    pub(crate) fn log_anomaly(
+        &self,
+        key: &InstanceKey,
+        anomaly: &Anomaly,
+        observed_at: SystemTime,
+    ) {
+        let fault = self.tracker().log_anomaly(key, anomaly, observed_at, now());
+        if let Some(fault) = fault {
+            self.submit(fault);
+        }
+    }
+
+    /// Workloads with at least one watched instance.
+    pub(crate) fn watched_workloads(&self) -> std::collections::BTreeSet<String> {
+        self.tracker().watched_workloads()
+    }
+
     fn submit(&self, fault: FaultEvent) {
         if let Err(unsent) = self.faults.send(fault) {
             // Only after the publisher stopped, during shutdown. Another replica, or this one
@@ -223,10 +368,10 @@ impl Watcher {
         self.tracker().watched(workload)
     }
 
-    /// Waits until every probe task has ended after the shutdown.
-    pub(crate) async fn probes_stopped(&self) {
-        self.probe_tasks.close();
-        self.probe_tasks.wait().await;
+    /// Waits until every probe and integrity task has ended after the shutdown.
+    pub(crate) async fn tasks_stopped(&self) {
+        self.task_tracker.close();
+        self.task_tracker.wait().await;
     }
 }
 
@@ -279,6 +424,7 @@ mod tests {
             Tracker::new(DetectorConfig::default()),
             metrics,
             sender,
+            None,
             CancellationToken::new(),
         );
         (watcher, receiver)
@@ -296,11 +442,11 @@ mod tests {
         ));
 
         for sequence in 1..=40 {
-            assert!(watcher.heartbeat("web", "web-1", sequence));
+            assert!(watcher.heartbeat("web", "web-1", sequence, &HeartbeatReport::default()));
             tokio::time::sleep(BEAT).await;
         }
         assert!(faults.try_recv().is_err(), "no fault while heartbeats flow");
-        assert!(watcher.heartbeat("web", "web-1", 41));
+        assert!(watcher.heartbeat("web", "web-1", 41, &HeartbeatReport::default()));
         let last = tokio::time::Instant::now();
 
         let fault = faults.recv().await.expect("a hang is declared");
@@ -321,7 +467,7 @@ mod tests {
     async fn unwatched_instance_loses_its_gauge() {
         let (watcher, _faults) = watcher();
         watcher.reconcile(vec![serving("web-1")]);
-        watcher.heartbeat("web", "web-1", 1);
+        watcher.heartbeat("web", "web-1", 1, &HeartbeatReport::default());
         watcher.tick();
         let labels = InstanceLabels {
             workload: "web".to_owned(),
@@ -340,8 +486,8 @@ mod tests {
     async fn heartbeats_are_counted_by_kind() {
         let (watcher, _faults) = watcher();
         watcher.reconcile(vec![serving("web-1")]);
-        assert!(watcher.heartbeat("web", "web-1", 1));
-        assert!(!watcher.heartbeat("web", "web-9", 1));
+        assert!(watcher.heartbeat("web", "web-1", 1, &HeartbeatReport::default()));
+        assert!(!watcher.heartbeat("web", "web-9", 1, &HeartbeatReport::default()));
         let labels = WorkloadLabels {
             workload: "web".to_owned(),
         };

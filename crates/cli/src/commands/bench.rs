@@ -27,9 +27,11 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // The benchmark measures the loop, not the guards: back-off and rate limits are set so that
     // they never delay an action of the benchmark's own sequential injections. Its faults are
-    // independent, so the peer window is zero and the policy does not read them as an outage
-    // of the whole workload.
+    // independent, so the peer window is zero and storm detection is off: neither the policy
+    // nor the guards read them as an outage of the whole workload.
     let brain_args = [
+        "--storm-threshold",
+        "0",
         "--peer-fault-window",
         "0s",
         "--backoff-base",

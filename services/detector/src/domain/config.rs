@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::memory::MemorySettings;
 use super::phi::PhiSettings;
 
 /// Errors in the detector's settings.
@@ -11,6 +12,10 @@ pub enum ConfigError {
     Window(usize),
     #[error("invalid unhealthy probe count {0}: must be at least 1")]
     UnhealthyAfter(u32),
+    #[error("invalid memory fraction {0}: must be above 0 and at most 1")]
+    MemoryFraction(f64),
+    #[error("invalid memory horizon {0:?}: must be above zero")]
+    MemoryHorizon(Duration),
 }
 
 /// Result of checking the detector's settings.
@@ -38,6 +43,12 @@ pub struct DetectorConfig {
     pub default_interval: Duration,
     /// Timeout of a probe whose health check sets none.
     pub default_probe_timeout: Duration,
+    /// When resident memory counts as exhausted.
+    pub memory: MemorySettings,
+    /// Time a serving replica's data checksum must keep disagreeing with a strict majority of
+    /// its workload's serving replicas before it is declared corrupt. Replicas that update a
+    /// data set one after another disagree for a moment.
+    pub data_checksum_confirm: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -51,6 +62,8 @@ impl Default for DetectorConfig {
             incident_close_after: Duration::from_secs(10),
             default_interval: Duration::from_secs(1),
             default_probe_timeout: Duration::from_secs(1),
+            memory: MemorySettings::default(),
+            data_checksum_confirm: Duration::from_secs(3),
         }
     }
 }
@@ -70,6 +83,13 @@ impl DetectorConfig {
         }
         if self.unhealthy_after == 0 {
             return Err(ConfigError::UnhealthyAfter(self.unhealthy_after));
+        }
+        let fraction = self.memory.fraction;
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(ConfigError::MemoryFraction(fraction));
+        }
+        if self.memory.horizon.is_zero() {
+            return Err(ConfigError::MemoryHorizon(self.memory.horizon));
         }
         Ok(())
     }
@@ -91,6 +111,23 @@ mod tests {
             ..DetectorConfig::default()
         };
         assert_eq!(config.validate(), Err(ConfigError::Threshold(0.0)));
+    }
+
+    #[test]
+    fn memory_fraction_out_of_range_is_rejected() {
+        for fraction in [0.0, 1.5, f64::NAN] {
+            let config = DetectorConfig {
+                memory: MemorySettings {
+                    fraction,
+                    ..MemorySettings::default()
+                },
+                ..DetectorConfig::default()
+            };
+            assert!(
+                matches!(config.validate(), Err(ConfigError::MemoryFraction(_))),
+                "fraction {fraction} is accepted"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Evidence attached to each kind of fault: what was seen, in a sentence and as details.
 
+mod checksum;
+mod log;
+mod memory;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +12,10 @@ use prost_types::Timestamp;
 
 use super::Moment;
 use super::watch::Watch;
+
+pub(crate) use checksum::checksum;
+pub(crate) use log::log_anomaly;
+pub(crate) use memory::exhaustion;
 
 /// Describes an exit for people, for example `killed by signal 9 (SIGKILL)`.
 fn describe_exit(exited: &Exited) -> String {

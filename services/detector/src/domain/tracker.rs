@@ -1,7 +1,11 @@
 //! The detector's record of every instance in the registry: which generations it watches,
 //! their liveness, their exits and their open incidents.
 
+mod checksums;
 mod classify;
+mod logs;
+mod memory;
+mod report;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +15,9 @@ use prost_types::Timestamp;
 use tracing::{info, warn};
 
 pub use classify::{Ignored, SignalVerdict};
+pub use logs::LogSource;
+pub use memory::MemoryVerdict;
+pub use report::{DataSetTally, ReportVerdict};
 
 use super::exits::ExitHistory;
 use super::incidents::IncidentBook;
@@ -313,7 +320,7 @@ fn watchable(state: InstanceState) -> bool {
 }
 
 /// Starts watching a generation: the expected arrival interval is the declared heartbeat
-/// interval or the probe interval, whichever is shorter.
+/// interval for instances that push heartbeats, otherwise the probe interval.
 fn new_watch(
     config: &DetectorConfig,
     key: &InstanceKey,
@@ -335,12 +342,11 @@ fn new_watch(
         .then(|| aro_proto::time::std_duration(entry.heartbeat_interval.as_ref(), Duration::ZERO))
         .filter(|interval| !interval.is_zero());
     let probe_interval = probe.as_ref().map(|probe| probe.interval);
-    let expected = match (heartbeat_interval, probe_interval) {
-        (Some(heartbeat), Some(probe)) => heartbeat.min(probe),
-        (Some(interval), None) | (None, Some(interval)) => interval,
-        (None, None) => config.default_interval,
-    };
+    let expected = heartbeat_interval
+        .or(probe_interval)
+        .unwrap_or(config.default_interval);
     let mut watch = Watch::new(generation, config.phi, expected);
+    watch.heartbeats_only = heartbeat_interval.is_some();
     watch.monitored = entry.pushes_heartbeats || probe.is_some();
     if !watch.monitored {
         warn!(instance = %key, generation, "instance neither pushes heartbeats nor has a usable health check, so hangs cannot be detected");

@@ -1,7 +1,9 @@
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Moment;
+use super::memory::MemoryTrend;
 use super::phi::{PhiAccrual, PhiSettings};
+use super::{Digest, Moment};
 
 /// Result of one probe of an instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub(crate) struct Watch {
     /// False when the instance neither pushes heartbeats nor has a usable health check, so
     /// silence carries no information and no suspicion accrues.
     pub(crate) monitored: bool,
+    /// True when the instance pushes heartbeats: only heartbeats then feed the suspicion level,
+    /// because two interleaved arrival streams look like jitter and slow detection down.
+    pub(crate) heartbeats_only: bool,
     phi: PhiAccrual,
     settings: PhiSettings,
     expected_interval: Duration,
@@ -41,6 +46,15 @@ pub(crate) struct Watch {
     pub(crate) suspicion: f64,
     /// Start of the current stretch of healthy serving, used to close the open incident.
     pub(crate) healthy_since: Option<Instant>,
+    /// Data checksums of the latest heartbeat that reported any, by data set.
+    pub(crate) data_checksums: BTreeMap<String, Digest>,
+    /// Since when each data set's checksum has disagreed with a strict majority of the
+    /// workload's serving replicas.
+    pub(crate) minority_since: BTreeMap<String, Moment>,
+    pub(crate) memory: MemoryTrend,
+    /// True once a heartbeat reported resident memory. Samples read from `/proc` are ignored
+    /// from then on, so the trend follows one source.
+    pub(crate) memory_from_heartbeats: bool,
 }
 
 impl Watch {
@@ -48,6 +62,7 @@ impl Watch {
         Self {
             generation,
             monitored: true,
+            heartbeats_only: false,
             phi: PhiAccrual::new(settings, expected_interval),
             settings,
             expected_interval,
@@ -61,6 +76,10 @@ impl Watch {
             last_probe_error: None,
             suspicion: 0.0,
             healthy_since: None,
+            data_checksums: BTreeMap::new(),
+            minority_since: BTreeMap::new(),
+            memory: MemoryTrend::default(),
+            memory_from_heartbeats: false,
         }
     }
 
@@ -90,7 +109,9 @@ impl Watch {
                 self.probe_failures = 0;
                 self.failing_since = None;
                 self.last_probe_error = None;
-                self.arrive(now);
+                if !self.heartbeats_only {
+                    self.arrive(now);
+                }
             }
             ProbeOutcome::Failed { answered, error } => {
                 self.last_probe_error = Some(error.clone());

@@ -40,7 +40,8 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, command: &mut Command) -> Self {
+    /// Spawns `command` with its output in a log file of its own.
+    pub(crate) fn spawn(name: &str, command: &mut Command) -> Self {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         Self::spawn_in(name, dir, command)
     }
@@ -62,6 +63,10 @@ impl Process {
             log,
             _dir: dir,
         }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a Unix signal to the process.
@@ -114,6 +119,12 @@ impl Detector {
 
     /// Starts the detector with its gRPC server on `grpc_port`.
     pub(crate) async fn start_on(nats: &NatsServer, grpc_port: u16) -> Self {
+        Self::start_with(nats, grpc_port, &[]).await
+    }
+
+    /// Starts the detector on node `local` (the node of the test entries) with its gRPC
+    /// server on `grpc_port` and the extra flags `args`.
+    pub(crate) async fn start_with(nats: &NatsServer, grpc_port: u16, args: &[&str]) -> Self {
         let grpc_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port));
         let metrics_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_aro-detector"));
@@ -124,6 +135,8 @@ impl Detector {
             .arg(grpc_addr.to_string())
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
+            .args(["--node", "local", "--poll-interval", "200ms"])
+            .args(args)
             .env("RUST_LOG", "info,aro_detector=debug");
         let detector = Self {
             process: Process::spawn("aro-detector", &mut command),
@@ -167,6 +180,32 @@ impl Detector {
         DetectorClient::connect(format!("http://{}", self.grpc_addr))
             .await
             .expect("connecting to the detector")
+    }
+
+    /// Returns the resident memory of the detector process in bytes.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
+            .expect("reading the detector's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("VmRSS in the detector's /proc status");
+        kib * 1024
+    }
+
+    /// Waits at most `timeout` until the metric sample starting with `prefix` reaches
+    /// `minimum`, and returns its last value.
+    pub(crate) async fn wait_metric(&self, prefix: &str, minimum: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = metric_value(&self.metrics().await, prefix).unwrap_or(0.0);
+            if value >= minimum || Instant::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Returns the text of the `/metrics` endpoint.
@@ -261,6 +300,29 @@ impl Deployer {
         started
     }
 
+    /// Publishes one log line of `instance` on core NATS, as the deployer does.
+    pub(crate) async fn publish_log(
+        &self,
+        workload: &str,
+        instance: &str,
+        line: impl Into<bytes::Bytes>,
+    ) {
+        self.bus
+            .client()
+            .publish(format!("aro.logs.{workload}.{instance}"), line.into())
+            .await
+            .expect("publishing a log line");
+    }
+
+    /// Waits until every published message reached the server.
+    pub(crate) async fn flush(&self) {
+        self.bus
+            .client()
+            .flush()
+            .await
+            .expect("flushing the NATS client");
+    }
+
     /// Waits at most `timeout` for the next fault and returns it with its arrival time.
     pub(crate) async fn next_fault(&mut self, timeout: Duration) -> Option<(FaultEvent, Instant)> {
         let message = tokio::time::timeout(timeout, self.faults.next())
@@ -294,6 +356,43 @@ pub(crate) fn heartbeating(
         updated_at: Some(aro_proto::time::now()),
         ..Instance::default()
     }
+}
+
+/// Registry entry of a serving instance that runs as process `pid` on node `local`, with
+/// neither heartbeats nor a health check. Spawn the process first: the detector takes a pid
+/// only from a process that started no earlier than the entry's `started_at`.
+pub(crate) fn local_process(workload: &str, instance: &str, pid: u32) -> Instance {
+    Instance {
+        pid,
+        pushes_heartbeats: false,
+        heartbeat_interval: None,
+        ..heartbeating(workload, instance, 1, InstanceState::Serving)
+    }
+}
+
+/// Starts `sleep 300` as a stand-in for an instance.
+pub(crate) fn sleeper(name: &str) -> Process {
+    Process::spawn(name, Command::new("sleep").arg("300"))
+}
+
+/// Returns the digest `sha256:<hex>` of `content`.
+pub(crate) fn sha256(content: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(content);
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Waits until the detector watches `instance`.
+pub(crate) async fn wait_watched(detector: &Detector, instance: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if watched_ids(detector).await.iter().any(|id| id == instance) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the detector did not watch {instance} within 10 s");
 }
 
 /// Registry entry of an instance that is only probed over HTTP at `url`.

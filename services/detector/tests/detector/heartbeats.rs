@@ -15,6 +15,7 @@ fn heartbeat(workload: &str, instance: &str) -> HeartbeatRequest {
         instance: instance.to_owned(),
         sent_at: Some(aro_proto::time::now()),
         sequence: 1,
+        ..HeartbeatRequest::default()
     }
 }
 

@@ -4,7 +4,10 @@
 mod harness;
 mod nats_server;
 
+mod checksums;
 mod exits;
 mod hangs;
 mod heartbeats;
+mod logs;
+mod memory;
 mod probes;

@@ -26,6 +26,12 @@ impl NatsServer {
     ///
     /// Panics with the server's log when no binary is found or the server does not start.
     pub(crate) fn start() -> Self {
+        Self::start_with_max_payload(None)
+    }
+
+    /// Starts a server like [`NatsServer::start`] that accepts messages of up to
+    /// `max_payload` bytes, when set, instead of the default 1 MiB.
+    pub(crate) fn start_with_max_payload(max_payload: Option<usize>) -> Self {
         let binary = binary();
         let mut last_log = String::new();
         // A free port can be taken by another process between the probe and the spawn, so a
@@ -36,7 +42,14 @@ impl NatsServer {
             let log_path = dir.path().join("nats-server.log");
             let log = std::fs::File::create(&log_path).expect("creating the server log");
             let stderr = log.try_clone().expect("cloning the log file handle");
-            let mut child = Command::new(&binary)
+            let mut command = Command::new(&binary);
+            if let Some(max_payload) = max_payload {
+                let config = dir.path().join("nats-server.conf");
+                std::fs::write(&config, format!("max_payload: {max_payload}\n"))
+                    .expect("writing the server configuration");
+                command.arg("-c").arg(config);
+            }
+            let mut child = command
                 .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
                 .arg(dir.path().join("jetstream"))
                 .stdin(Stdio::null())

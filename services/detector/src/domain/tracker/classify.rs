@@ -58,13 +58,13 @@ impl fmt::Display for Ignored {
 }
 
 /// Facts of a new fault, before the tracker adds the incident and the replica counts.
-struct Finding {
-    kind: FaultKind,
-    generation: u64,
-    observed_at: SystemTime,
-    evidence: Evidence,
-    recent_exits: u32,
-    suspicion: f64,
+pub(super) struct Finding {
+    pub(super) kind: FaultKind,
+    pub(super) generation: u64,
+    pub(super) observed_at: SystemTime,
+    pub(super) evidence: Evidence,
+    pub(super) recent_exits: u32,
+    pub(super) suspicion: f64,
 }
 
 impl Tracker {
@@ -267,6 +267,28 @@ impl Tracker {
             .into_iter()
             .map(|(key, node, finding)| self.raise(&key, finding, node, now))
             .collect()
+    }
+
+    /// Raises `finding` about the watched generation it names, unless that generation is no
+    /// longer watched, is not serving while `serving_only` is set, or already raised a fault.
+    pub(super) fn raise_for_watched(
+        &mut self,
+        key: &InstanceKey,
+        finding: Finding,
+        serving_only: bool,
+        now: Moment,
+    ) -> Option<FaultEvent> {
+        let tracked = self.instances.get(key)?;
+        tracked
+            .watch
+            .as_ref()
+            .filter(|watch| watch.generation == finding.generation)?;
+        let serving = tracked.entry.state() == InstanceState::Serving;
+        if tracked.faulted(finding.generation) || (serving_only && !serving) {
+            return None;
+        }
+        let node = node_of(&tracked.entry);
+        Some(self.raise(key, finding, node, now))
     }
 
     /// Turns a finding into a fault: joins or opens the instance's incident, counts the

@@ -688,3 +688,5 @@ fn watched_lists_by_workload() {
     assert_eq!(tracker.watched("web").len(), 1);
     assert_eq!(tracker.watched_count(), 2);
 }
+
+mod senses;
