@@ -14,6 +14,9 @@ use crate::probe;
 /// instance's exit watch.
 const EXIT_REPORT_WAIT: Duration = Duration::from_secs(1);
 
+/// Pause after the first failed verification probe; it doubles up to the check interval.
+const FIRST_VERIFY_PAUSE: Duration = Duration::from_millis(10);
+
 /// Result of verifying an instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verification {
@@ -61,8 +64,10 @@ async fn exited(exit: &mut ExitWatch) -> Exit {
 }
 
 impl<R: Runtime> Supervisor<R> {
-    /// Probes the instance at its check interval until it passes, exits, or the start
-    /// timeout ends. When it passes and its digests match, it is marked serving.
+    /// Probes the instance until it passes, exits, or the start timeout ends: first every
+    /// 10 ms, doubling up to the check interval, so a workload that becomes healthy quickly is
+    /// verified within milliseconds of it. When it passes and its digests match, it is marked
+    /// serving.
     pub(super) async fn verify(&self, spawned: Spawned) -> Verification {
         let Spawned {
             key,
@@ -73,6 +78,7 @@ impl<R: Runtime> Supervisor<R> {
         let mut exit = launched.exit;
         let deadline = tokio::time::Instant::now() + start_timeout;
         let mut last_error = None;
+        let mut pause = FIRST_VERIFY_PAUSE.min(probe.interval);
         loop {
             let attempt = probe::check(&probe.check, probe.timeout);
             tokio::select! {
@@ -88,7 +94,7 @@ impl<R: Runtime> Supervisor<R> {
                 () = self.stopping.cancelled() => return Verification::Cancelled,
             }
             tokio::select! {
-                () = tokio::time::sleep(probe.interval) => {}
+                () = tokio::time::sleep(pause) => pause = (pause * 2).min(probe.interval),
                 exit = exited(&mut exit) => return Verification::Exited(exit),
                 () = tokio::time::sleep_until(deadline) => return Verification::TimedOut { last_error },
                 () = self.stopping.cancelled() => return Verification::Cancelled,
@@ -136,7 +142,8 @@ impl<R: Runtime> Supervisor<R> {
                 artifact.digest
             ));
         }
-        for (path, expected) in &artifact.files {
+        for file in &artifact.files {
+            let (path, expected) = (&file.path, &file.digest);
             match self.digests.sha256(path.clone()).await {
                 Ok(digest) if &digest == expected => {}
                 Ok(digest) => {
