@@ -62,14 +62,7 @@ impl BrainApi for BrainService {
         request: Request<v1::ApproveRequest>,
     ) -> Result<Response<v1::ApproveResponse>, Status> {
         let request = request.into_inner();
-        if request.incident_id.is_empty() {
-            return Err(Status::invalid_argument("field incident_id is missing"));
-        }
-        let approver = if request.approver.is_empty() {
-            "unnamed"
-        } else {
-            request.approver.as_str()
-        };
+        let approver = reviewer(&request.incident_id, &request.approver)?;
         let command = self
             .brain
             .approve(&request.incident_id, approver)
@@ -85,14 +78,7 @@ impl BrainApi for BrainService {
         request: Request<v1::RejectRequest>,
     ) -> Result<Response<v1::RejectResponse>, Status> {
         let request = request.into_inner();
-        if request.incident_id.is_empty() {
-            return Err(Status::invalid_argument("field incident_id is missing"));
-        }
-        let approver = if request.approver.is_empty() {
-            "unnamed"
-        } else {
-            request.approver.as_str()
-        };
+        let approver = reviewer(&request.incident_id, &request.approver)?;
         let incident = self
             .brain
             .reject(&request.incident_id, approver, &request.reason)
@@ -133,4 +119,16 @@ fn review_status(error: ReviewError) -> Status {
         ReviewError::Busy(_) => Status::aborted(error.to_string()),
         ReviewError::Incident(_) | ReviewError::Bus(_) => Status::unavailable(error.to_string()),
     }
+}
+
+/// Checks the incident id of a review and returns the name to record as its reviewer.
+fn reviewer<'a>(incident_id: &str, approver: &'a str) -> Result<&'a str, Status> {
+    if incident_id.is_empty() {
+        return Err(Status::invalid_argument("field incident_id is missing"));
+    }
+    Ok(if approver.is_empty() {
+        "unnamed"
+    } else {
+        approver
+    })
 }

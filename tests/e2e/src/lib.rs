@@ -82,6 +82,31 @@ pub async fn start(config: StackConfig) -> Engine {
 /// Time one incident may take from injection to verified recovery in the tests.
 pub const INCIDENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Injects a fault into one serving instance of `workload`, follows the audit trail until its
+/// incident is recovered or escalated, then reads one more second of events so that late
+/// duplicates would show, and returns the injection and its timeline.
+///
+/// # Panics
+///
+/// Panics when the injection fails or the incident does not finish in time.
+pub async fn inject_and_follow(
+    engine: &mut Engine,
+    kind: v1::ChaosKind,
+    workload: &str,
+) -> (v1::Injection, Timeline) {
+    let injection = engine
+        .inject(kind, workload, "")
+        .await
+        .expect("the Chaos API injects");
+    let timeline = engine
+        .follow_until_finished(&injection.id, INCIDENT_TIMEOUT, |_| {})
+        .await
+        .expect("the incident finishes");
+    engine.settle(Duration::from_secs(1)).await;
+    let timeline = engine.tracker.timeline(&timeline.chaos);
+    (injection, timeline)
+}
+
 /// Checks the audit trail of one injection: exactly one fault, exactly one command and one
 /// outcome, and that outcome is RECOVERED.
 pub fn assert_single_recovery(timeline: &Timeline) {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use aro_e2e::{
-    INCIDENT_TIMEOUT, alive, assert_no_duplicates, assert_single_recovery, config, instance_pids,
-    serial, start,
+    INCIDENT_TIMEOUT, alive, assert_no_duplicates, assert_single_recovery, config,
+    inject_and_follow, instance_pids, serial, start,
 };
 use aro_proto::v1;
 use aro_stack::Service;
@@ -20,16 +20,7 @@ async fn settle_start_up_grace() {
 async fn kill_is_recovered_once() {
     let _serial = serial();
     let mut engine = start(config("kill")).await;
-    let injection = engine
-        .inject(v1::ChaosKind::Kill, "web", "")
-        .await
-        .expect("inject kill");
-    let timeline = engine
-        .follow_until_finished(&injection.id, INCIDENT_TIMEOUT, |_| {})
-        .await
-        .expect("recovery");
-    engine.settle(Duration::from_secs(1)).await;
-    let timeline = engine.tracker.timeline(&timeline.chaos);
+    let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Kill, "web").await;
 
     assert_single_recovery(&timeline);
     let fault = timeline.fault.as_ref().expect("a fault was detected");
@@ -58,16 +49,7 @@ async fn hang_of_heartbeat_workload_is_recovered_once() {
     let _serial = serial();
     let mut engine = start(config("hang-beat")).await;
     settle_start_up_grace().await;
-    let injection = engine
-        .inject(v1::ChaosKind::Hang, "beat", "")
-        .await
-        .expect("inject hang");
-    let timeline = engine
-        .follow_until_finished(&injection.id, INCIDENT_TIMEOUT, |_| {})
-        .await
-        .expect("recovery");
-    engine.settle(Duration::from_secs(1)).await;
-    let timeline = engine.tracker.timeline(&timeline.chaos);
+    let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Hang, "beat").await;
 
     assert_single_recovery(&timeline);
     let fault = timeline.fault.as_ref().expect("a fault was detected");
@@ -82,16 +64,7 @@ async fn hang_of_probed_workload_is_recovered_once() {
     let _serial = serial();
     let mut engine = start(config("hang-web")).await;
     settle_start_up_grace().await;
-    let injection = engine
-        .inject(v1::ChaosKind::Hang, "web", "")
-        .await
-        .expect("inject hang");
-    let timeline = engine
-        .follow_until_finished(&injection.id, INCIDENT_TIMEOUT, |_| {})
-        .await
-        .expect("recovery");
-    engine.settle(Duration::from_secs(1)).await;
-    let timeline = engine.tracker.timeline(&timeline.chaos);
+    let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Hang, "web").await;
 
     assert_single_recovery(&timeline);
     assert_eq!(
@@ -105,16 +78,8 @@ async fn hang_of_probed_workload_is_recovered_once() {
 async fn crash_loop_climbs_the_ladder_to_recovery() {
     let _serial = serial();
     let mut engine = start(config("crash-loop")).await;
-    let injection = engine
-        .inject(v1::ChaosKind::CrashLoop, "beat", "")
-        .await
-        .expect("inject crash loop");
-    let timeline = engine
-        .follow_until_finished(&injection.id, INCIDENT_TIMEOUT, |_| {})
-        .await
-        .expect("recovery");
-    engine.settle(Duration::from_secs(1)).await;
-    let timeline = engine.tracker.timeline(&timeline.chaos);
+    let (injection, timeline) =
+        inject_and_follow(&mut engine, v1::ChaosKind::CrashLoop, "beat").await;
 
     assert_no_duplicates(&timeline);
     let last = timeline.outcomes.last().expect("an outcome");
