@@ -150,7 +150,7 @@ impl Tracker {
             .filter(|fault| fault.incident_id == incident)
             .collect();
         // An incident can span several injections when a fault comes back soon after a
-        // recovery; only the commands after this injection's fault belong to its timeline.
+        // recovery, so only the commands after this injection's fault belong to its timeline.
         let detected = micros(fault.as_ref().and_then(|fault| fault.detected_at.as_ref()));
         let mut commands: Vec<v1::Command> = self
             .commands

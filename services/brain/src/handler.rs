@@ -395,8 +395,8 @@ impl Brain {
         self.guard(choice, proposal, &[], None, deliveries)
     }
 
-    /// Handles a new incident that storm detection put in a storm: the fault that opens the
-    /// storm also opens the storm incident, which pages a person once; every fault of the storm
+    /// Handles a new incident that storm detection put in a storm. The fault that opens the
+    /// storm also opens the storm incident, which pages a person once. Every fault of the storm
     /// is recorded in an incident of its own that takes no action. Returns `None` when there is
     /// no storm.
     async fn join_storm(
@@ -471,8 +471,8 @@ impl Brain {
     }
 
     /// Publishes the planned command and records it in the incident. In enforce mode the
-    /// command goes to the deployer; in observe mode it is only recorded on the decisions
-    /// subject; in propose mode it is recorded there too and waits in the incident for
+    /// command goes to the deployer. In observe mode it is only recorded on the decisions
+    /// subject. In propose mode it is recorded there too and waits in the incident for
     /// [`Brain::approve`].
     async fn issue(
         &self,
@@ -602,8 +602,8 @@ impl Brain {
             let target = command.target.clone().unwrap_or_default();
             let action = convert::action_from_proto(command.action).unwrap_or(Action::Escalate);
             let kind = FaultKind::from_proto_value(incident.kind).unwrap_or(FaultKind::Crash);
-            // NOTE: the last-healthy-replica guard judged the command when it was proposed; the
-            // replica count is not re-read here, so a fleet that shrank since is not noticed.
+            // NOTE: the last-healthy-replica guard judged the command when it was proposed. The
+            // replica count is not read again here, so a fleet that shrank since is not noticed.
             let mut proposal = self.proposal(&incident, &target, kind, u32::MAX);
             proposal.action = action;
             {

@@ -14,7 +14,7 @@ pub(crate) struct Args {
     #[arg(long)]
     reject: bool,
 
-    /// Why the command is rejected, recorded in the incident.
+    /// Reason for the rejection, recorded in the incident.
     #[arg(long, default_value = "")]
     reason: String,
 

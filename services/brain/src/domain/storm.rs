@@ -26,7 +26,7 @@ impl Default for StormConfig {
     }
 }
 
-/// What storm detection says about one new fault.
+/// Verdict of storm detection on one new fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// No storm: handle the fault on its own.
