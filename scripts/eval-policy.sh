@@ -4,6 +4,7 @@
 # training.evaluate (--model FILE, --episodes N, --out-dir DIR).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../training/python-env.sh"
+build_sim
 
 echo "==> evaluating"
 "$PYTHON" -m training.evaluate "$@"

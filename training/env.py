@@ -96,6 +96,7 @@ class AroSimEnv(gym.Env):
     def __init__(self, sim: SimProcess | None = None) -> None:
         self._sim = sim or SimProcess()
         spec = self._sim.request({"op": "spec"})
+        self.spec: dict[str, Any] = spec
         self.feature_names: list[str] = spec["features"]
         self.action_names: list[str] = spec["actions"]
         self.schema_version: int = spec["schema_version"]

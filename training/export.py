@@ -85,6 +85,31 @@ def build(
     return model
 
 
+def load(path: Path, schema_version: int) -> Policy:
+    """Read the weights of a model that `export` wrote back into a Policy.
+
+    Raises ValueError when the file was trained on another feature schema or lacks a layer.
+    """
+    model = onnx.load(str(path))
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    if meta.get("feature_schema_version") != str(schema_version):
+        raise ValueError(
+            f"{path} has feature_schema_version {meta.get('feature_schema_version')!r}, "
+            f"expected {schema_version}"
+        )
+    arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    weights, biases = [], []
+    while f"layer{len(weights)}.weight" in arrays:
+        index = len(weights)
+        if f"layer{index}.bias" not in arrays:
+            raise ValueError(f"{path} has layer{index}.weight but no layer{index}.bias")
+        weights.append(arrays[f"layer{index}.weight"].astype(np.float64))
+        biases.append(arrays[f"layer{index}.bias"].astype(np.float64))
+    if not weights:
+        raise ValueError(f"{path} has no layer0.weight: not a model that training.export wrote")
+    return Policy(weights=weights, biases=biases, seed=int(meta.get("training_seed", "0")))
+
+
 def verify(policy: Policy, path: Path, samples: np.ndarray) -> float:
     """Run the file through ONNX Runtime and return the max abs difference to numpy.
 

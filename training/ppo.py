@@ -153,12 +153,26 @@ class Policy:
                 x = np.tanh(x)
         return softmax(x)
 
+    def params(self) -> list[np.ndarray]:
+        """Weights and biases in the order of Mlp.params()."""
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
     def digest(self) -> str:
         """Short hash of the float32 weights, as stored in the exported model."""
         h = hashlib.sha256()
         for array in [*self.weights, *self.biases]:
             h.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
         return h.hexdigest()[:12]
+
+
+def load_weights(mlp: Mlp, policy: Policy) -> None:
+    """Copy the policy's weights into `mlp` in place; raise ValueError when the shapes differ."""
+    shapes = [w.shape for w in mlp.weights]
+    given = [w.shape for w in policy.weights]
+    if shapes != given:
+        raise ValueError(f"initial policy has layers {given}, the network has {shapes}")
+    for target, source in zip(mlp.params(), policy.params()):
+        target[...] = source
 
 
 StepFn = Callable[[int], tuple[np.ndarray, float, bool, dict]]
@@ -172,14 +186,20 @@ def train(
     config: PpoConfig,
     reward_scale: float = 1.0,
     log: Callable[[str], None] = print,
+    initial: Policy | None = None,
 ) -> Policy:
     """Train a policy on one environment given as reset and step callables.
 
-    Progress lines report the mean cost of recent episodes, -reward * reward_scale.
+    Progress lines report the mean cost of recent episodes, -reward * reward_scale. With
+    `initial`, the actor starts from its weights (a warm start) and the critic from scratch.
     """
     rng = np.random.default_rng(config.seed)
     actor = Mlp([n_features, config.hidden, config.hidden, n_actions], rng, out_gain=0.01)
     critic = Mlp([n_features, config.hidden, config.hidden, 1], rng, out_gain=1.0)
+    if initial is not None:
+        # Set after the random initialisation, so the generator's stream is the same as
+        # without a warm start.
+        load_weights(actor, initial)
     actor_opt = Adam(actor.params(), config.lr)
     critic_opt = Adam(critic.params(), config.lr)
 

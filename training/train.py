@@ -1,6 +1,12 @@
 """Train the recovery policy in the simulator and export it to models/policy.onnx.
 
 Usage: python -m training.train [--seed N] [--steps N] [--out models/policy.onnx]
+       [--init-model FILE] [--offline DATASET.jsonl] [--offline-epochs N]
+       [--offline-temperature T]
+
+--init-model starts the actor from an exported model; --offline first fits it to recorded
+outcomes (training.offline); PPO in the simulator then fine-tunes it for --steps steps, and
+--steps 0 exports the result without PPO.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from training.env import REPO_ROOT, AroSimEnv
-from training.export import export, model_version
-from training.ppo import PpoConfig, train
+from training.export import export, load, model_version
+from training.offline import Costs, OfflineConfig, examples, fit, load_rows
+from training.ppo import Policy, PpoConfig, train
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,7 +37,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "models" / "policy.onnx", help="ONNX file to write"
     )
-    return parser.parse_args(argv)
+    offline = OfflineConfig()
+    parser.add_argument(
+        "--init-model", type=Path, help="exported model whose weights the actor starts from"
+    )
+    parser.add_argument(
+        "--offline", type=Path, metavar="DATASET",
+        help="dataset of training.export_outcomes to fit the actor to before PPO",
+    )
+    parser.add_argument(
+        "--offline-epochs", type=int, default=offline.epochs, help="passes over the dataset"
+    )
+    parser.add_argument(
+        "--offline-temperature", type=float, default=offline.temperature,
+        help="advantage temperature in seconds of downtime; larger is closer to cloning",
+    )
+    args = parser.parse_args(argv)
+    if args.steps < 0:
+        parser.error(f"--steps must be 0 or more, got {args.steps}")
+    if args.steps == 0 and args.init_model is None and args.offline is None:
+        parser.error("--steps 0 needs --init-model or --offline: there is nothing to export")
+    return args
+
+
+def warm_start(
+    args: argparse.Namespace, env: AroSimEnv
+) -> tuple[Policy | None, dict[str, Any]]:
+    """Return the policy that PPO starts from, if any, and what made it, for the record."""
+    record: dict[str, Any] = {}
+    policy = None
+    if args.init_model is not None:
+        policy = load(args.init_model, env.schema_version)
+        record["init_model"] = str(args.init_model)
+        print(f"starting from {args.init_model} ({model_version(policy)})", flush=True)
+    if args.offline is not None:
+        config = OfflineConfig(
+            seed=args.seed, epochs=args.offline_epochs, temperature=args.offline_temperature
+        )
+        data = examples(load_rows(args.offline), Costs.from_spec(env.spec))
+        print(
+            f"offline: {len(data.actions)} decisions from {args.offline}; skipped rows: "
+            f"{data.skipped or 'none'}",
+            flush=True,
+        )
+        policy, stats = fit(data, config, int(env.action_space.n), initial=policy)
+        print(f"offline fit: {stats}", flush=True)
+        record["offline"] = {
+            "dataset": str(args.offline), "config": asdict(config), "skipped": data.skipped,
+            **stats,
+        }
+    return policy, record
 
 
 def sample_features(env: AroSimEnv, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -61,10 +118,15 @@ def main(argv: list[str]) -> int:
         return obs.astype(np.float64), reward, terminated or truncated, info
 
     started = time.monotonic()
-    policy = train(
-        reset, step, len(env.feature_names), int(env.action_space.n), config,
-        reward_scale=env.reward_scale, log=lambda line: print(line, flush=True),
-    )
+    initial, warm_record = warm_start(args, env)
+    if config.total_steps == 0 and initial is not None:
+        policy = initial
+    else:
+        policy = train(
+            reset, step, len(env.feature_names), int(env.action_space.n), config,
+            reward_scale=env.reward_scale, log=lambda line: print(line, flush=True),
+            initial=initial,
+        )
     train_secs = time.monotonic() - started
 
     samples = sample_features(env, np.random.default_rng(config.seed + 1), 512)
@@ -80,6 +142,7 @@ def main(argv: list[str]) -> int:
         "train_seconds": round(train_secs, 1),
         "export_max_abs_diff": diff,
         "history": policy.history,
+        **warm_record,
     }
     record_path = args.out.with_name(args.out.stem + ".training.json")
     record_path.write_text(json.dumps(record, indent=1) + "\n")

@@ -1,6 +1,6 @@
 //! Inputs of the brain's decision on an incident.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::action::{Action, ActionSet};
 use crate::fault::FaultKind;
@@ -43,10 +43,10 @@ pub struct Observation {
     #[serde(default)]
     pub tried: ActionSet,
     /// Seconds since the incident opened.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_if_null")]
     pub incident_age_secs: f32,
     /// Suspicion level (phi) when a hang was declared, otherwise 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_if_null")]
     pub suspicion: f32,
     /// Exit status when the instance exited on its own.
     #[serde(default)]
@@ -68,6 +68,12 @@ pub struct Observation {
     /// True when the workload has a previous version to roll back to.
     #[serde(default)]
     pub rollback_available: bool,
+}
+
+/// Reads `null` as NaN. `serde_json` writes NaN and the infinities as `null`, so a NaN reads
+/// back as it was written, and an infinity reads back as NaN (unknown).
+fn nan_if_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(deserializer)?.unwrap_or(f32::NAN))
 }
 
 impl Observation {
@@ -98,5 +104,41 @@ impl Observation {
     /// True when no other instance of the workload serves.
     pub fn is_last_replica(&self) -> bool {
         self.healthy_replicas == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_round_trips_through_json() {
+        let mut observation = Observation::new(FaultKind::Hang);
+        observation.suspicion = f32::NAN;
+        observation.incident_age_secs = f32::NAN;
+        let json = serde_json::to_value(&observation).expect("serialize observation");
+        assert_eq!(json["suspicion"], serde_json::Value::Null);
+        let back: Observation = serde_json::from_value(json).expect("null reads as NaN");
+        assert!(back.suspicion.is_nan());
+        assert!(back.incident_age_secs.is_nan());
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        let observation: Observation =
+            serde_json::from_str(r#"{"fault":"crash","attempt":1}"#).expect("minimal observation");
+        assert_eq!(observation.suspicion, 0.0);
+        assert_eq!(observation.desired_replicas, 0);
+        assert_eq!(observation.since_deploy_secs, None);
+        assert!(observation.tried.is_empty());
+    }
+
+    #[test]
+    fn null_count_is_rejected() {
+        let error = serde_json::from_str::<Observation>(
+            r#"{"fault":"crash","attempt":1,"recent_exits":null}"#,
+        )
+        .expect_err("a count is never null");
+        assert!(error.to_string().contains("invalid type: null"), "{error}");
     }
 }

@@ -5,11 +5,12 @@
 //!
 //! | request | response |
 //! | --- | --- |
-//! | `{"op":"spec"}` | `schema_version`, `n_features`, `n_actions`, `actions`, `features`, `reward_scale` |
+//! | `{"op":"spec"}` | `schema_version`, `n_features`, `n_actions`, `actions`, `features`, `reward_scale`, `costs` (`action_costs` in model output order and `escalation_secs`, the median time a person takes, both in seconds of downtime) |
 //! | `{"op":"reset","seed":N}`, optionally `"cause":"bad_release"` | `observation`, `features`, `info.cause` |
 //! | `{"op":"step","action":I}` with I a model output index | `observation`, `features`, `reward`, `done`, `info` (the step's figures, the cause, and the finished `episode` when done) |
 //! | `{"op":"evaluate","policy":"rules","episodes":N,"seed":S}`, optionally `"records":true` | `summary`, and `records` when requested |
 //! | `{"op":"summarize","records":[...]}` | `summary` of episode records that `step` returned |
+//! | `{"op":"features","observations":[...]}` | `features`, one vector per observation, as [`Observation::features`] computes it |
 //!
 //! A request that fails gets `{"error":"..."}` and leaves the session as it was.
 
@@ -20,7 +21,10 @@ use crate::action::{Action, N_ACTIONS};
 use crate::evaluate::{Baseline, EvalConfig, Summary, run_baseline};
 use crate::features::{FEATURE_SCHEMA_VERSION, N_FEATURES, feature_spec};
 use crate::observation::Observation;
-use crate::sim::{Episode, EpisodeRecord, REWARD_SCALE, RootCause, SimError, StepInfo};
+use crate::sim::{
+    Episode, EpisodeRecord, REWARD_SCALE, RootCause, SimError, StepInfo, action_cost,
+    duration_params,
+};
 
 /// Error raised by one request.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,9 @@ pub enum Request {
     },
     Summarize {
         records: Vec<EpisodeRecord>,
+    },
+    Features {
+        observations: Vec<Observation>,
     },
 }
 
@@ -156,6 +163,13 @@ impl Session {
             Request::Summarize { records } => {
                 Ok(json!({ "summary": Summary::from_records(&records) }))
             }
+            Request::Features { observations } => {
+                let features: Vec<Vec<f32>> = observations
+                    .iter()
+                    .map(|observation| observation.features().to_vec())
+                    .collect();
+                Ok(json!({ "features": features }))
+            }
         }
     }
 }
@@ -168,6 +182,10 @@ fn spec() -> Value {
         "actions": Action::ALL.map(Action::as_str),
         "features": feature_spec().names().collect::<Vec<_>>(),
         "reward_scale": REWARD_SCALE,
+        "costs": {
+            "action_costs": Action::ALL.map(action_cost),
+            "escalation_secs": duration_params(Action::Escalate).0,
+        },
     })
 }
 
@@ -264,6 +282,46 @@ mod tests {
         let summarized = send(&mut session, &request.to_string());
         assert_eq!(summarized["summary"], evaluated["summary"]);
         assert_eq!(evaluated["summary"]["episodes"], 50);
+    }
+
+    #[test]
+    fn spec_lists_costs_in_model_order() {
+        let response = send(&mut Session::default(), r#"{"op":"spec"}"#);
+        let costs = &response["costs"];
+        assert_eq!(costs["action_costs"][Action::Restart.index()], 1.0);
+        assert_eq!(costs["action_costs"][Action::Escalate.index()], 600.0);
+        assert_eq!(costs["escalation_secs"], 900.0);
+    }
+
+    #[test]
+    fn features_op_computes_each_observation() {
+        let request = json!({
+            "op": "features",
+            "observations": [
+                Episode::new(5).observation(),
+                { "fault": "hang", "attempt": 1, "suspicion": null },
+            ],
+        });
+        let response = send(&mut Session::default(), &request.to_string());
+        let vectors = response["features"].as_array().expect("features is a list");
+        assert_eq!(vectors.len(), 2);
+        let first: Vec<f32> =
+            serde_json::from_value(vectors[0].clone()).expect("a vector of numbers");
+        assert_eq!(first, Episode::new(5).observation().features().to_vec());
+        let mut hang = Observation::new(crate::FaultKind::Hang);
+        hang.desired_replicas = 0;
+        hang.suspicion = f32::NAN;
+        let second: Vec<f32> =
+            serde_json::from_value(vectors[1].clone()).expect("a vector of numbers");
+        assert_eq!(second, hang.features().to_vec());
+    }
+
+    #[test]
+    fn features_op_rejects_invalid_observation() {
+        let request = r#"{"op":"features","observations":[{"fault":"meltdown","attempt":1}]}"#;
+        let response = send(&mut Session::default(), request);
+        let message = response["error"].as_str().expect("error is text");
+        assert!(message.contains("unknown variant `meltdown`"), "{message}");
     }
 
     #[test]

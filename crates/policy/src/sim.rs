@@ -88,6 +88,7 @@ pub use dynamics::{
     HANDOVER_AFTER_ATTEMPTS, NEEDLESS_ROLLBACK_COST, NO_REPLICA_WEIGHT, OBSERVE_WAIT_SECS,
     PAGE_COST, VERIFY_DEADLINE_SECS, WRONG_ACTION_BELOW,
 };
+pub(crate) use dynamics::{action_cost, duration_params};
 pub use episode::{Episode, EpisodeRecord, REWARD_SCALE, Step, StepInfo};
 pub use scenario::Scenario;
 
