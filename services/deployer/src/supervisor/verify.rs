@@ -142,8 +142,7 @@ impl<R: Runtime> Supervisor<R> {
                 artifact.digest
             ));
         }
-        for file in &artifact.files {
-            let (path, expected) = (&file.path, &file.digest);
+        for (path, expected) in &artifact.files {
             match self.digests.sha256(path.clone()).await {
                 Ok(digest) if &digest == expected => {}
                 Ok(digest) => {
