@@ -214,15 +214,14 @@ impl Checks {
         }
     }
 
-    /// Compares the program the process runs with the expected artifact digest: the declared
-    /// one, or the digest the deployer recorded at start when none is declared. When the
-    /// executable differs and the process runs a script, the script is compared instead.
+    /// Compares the program the process runs with the artifact digest that the workload
+    /// declares. When the executable differs and the process runs a script, the script is
+    /// compared instead. Without a declared digest nothing is compared: the command the
+    /// deployer resolved can be a launcher (a pyenv shim, a wrapper script) whose digest is not
+    /// that of the program the process ends up running, and the deployer already checks the
+    /// resolved command against its start-up digest before each verification.
     async fn check_artifact(&self, entry: &Instance, process: Process, full: bool) {
-        let declared = if entry.expected_artifact_digest.is_empty() {
-            &entry.artifact_digest
-        } else {
-            &entry.expected_artifact_digest
-        };
+        let declared = &entry.expected_artifact_digest;
         if declared.is_empty() {
             return;
         }

@@ -120,6 +120,23 @@ async fn executable_with_other_digest_raises_checksum_mismatch() {
 }
 
 #[tokio::test]
+async fn undeclared_artifact_digest_is_not_compared() {
+    let nats = NatsServer::start();
+    let detector = Detector::start_with(&nats, free_port(), &["--rehash-interval", "1s"]).await;
+    let mut deployer = Deployer::connect(&nats).await;
+
+    // The deployer recorded the digest of a launcher, not of the program that runs.
+    let process = sleeper("web-1");
+    let mut entry = local_process("web", "web-1", process.pid());
+    entry.artifact_digest = sha256(b"a launcher script that execs the program");
+    deployer.register(&entry).await;
+
+    let fault = deployer.next_fault(Duration::from_secs(3)).await;
+    assert!(fault.is_none(), "unexpected fault {fault:?}");
+    drop(detector);
+}
+
+#[tokio::test]
 async fn expected_executable_and_script_raise_nothing() {
     let nats = NatsServer::start();
     let detector = Detector::start_with(&nats, free_port(), &["--rehash-interval", "1s"]).await;
@@ -129,7 +146,7 @@ async fn expected_executable_and_script_raise_nothing() {
     let executable = std::fs::read_link(format!("/proc/{}/exe", binary.pid()))
         .expect("reading the executable link");
     let mut entry = local_process("web", "web-1", binary.pid());
-    entry.artifact_digest = sha256(&std::fs::read(&executable).expect("reading sleep"));
+    entry.expected_artifact_digest = sha256(&std::fs::read(&executable).expect("reading sleep"));
     deployer.register(&entry).await;
 
     // A script runs as its interpreter, so /proc/<pid>/exe is the shell, not the artifact.
@@ -141,7 +158,7 @@ async fn expected_executable_and_script_raise_nothing() {
         .expect("making the looping script executable");
     let interpreted = Process::spawn("web-2", &mut Command::new(&looping));
     let mut entry = local_process("web", "web-2", interpreted.pid());
-    entry.artifact_digest = sha256(shell_script);
+    entry.expected_artifact_digest = sha256(shell_script);
     deployer.register(&entry).await;
 
     let matched = detector
