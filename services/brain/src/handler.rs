@@ -22,6 +22,10 @@ use crate::onnx::Policy;
 /// Attempts of one read-modify-write of an incident before the message is retried later.
 const CAS_ATTEMPTS: usize = 5;
 
+/// Deliveries of an outcome whose incident does not record its command yet, after which the
+/// outcome is taken as belonging to no incident of this brain.
+const UNKNOWN_INCIDENT_DELIVERIES: i64 = 8;
+
 /// Deliveries of a deferred message after which the brain stops waiting and escalates.
 const MAX_DEFERRALS: i64 = 5;
 
@@ -712,9 +716,17 @@ impl Brain {
                 revision,
             }) = current
             else {
-                warn!(incident_id = %outcome.incident_id, outcome_id = %outcome.id, "outcome for an unknown incident ignored");
+                // The brain publishes a command before it stores the incident that records
+                // it, so a fast outcome can arrive first: wait for the incident a little.
+                if deliveries < UNKNOWN_INCIDENT_DELIVERIES {
+                    return Disposition::Retry(Duration::from_millis(50));
+                }
+                warn!(incident_id = %outcome.incident_id, outcome_id = %outcome.id, deliveries, "outcome for an unknown incident ignored");
                 return Disposition::Ack;
             };
+            if outcome.attempt > incident.attempt && deliveries < UNKNOWN_INCIDENT_DELIVERIES {
+                return Disposition::Retry(Duration::from_millis(50));
+            }
             if outcome.attempt != incident.attempt
                 || incident.last_status != v1::OutcomeStatus::Unspecified as i32
             {
