@@ -1,4 +1,4 @@
-"""Export a trained policy to ONNX and check the file against the network in numpy.
+"""Export a trained policy to ONNX and check the file against the trained network.
 
 The model takes `features`, float32 [batch, n_features], and returns `scores`, float32
 [batch, n_actions]: action probabilities in model output order (index i is aro.v1.Action
@@ -9,6 +9,7 @@ value i + 1). Metadata: `feature_schema_version`, `model_version`, `training_see
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -21,6 +22,9 @@ OPSET = 17
 # IR version 8 is the oldest that carries opset 17, so older ONNX Runtime builds load the file.
 IR_VERSION = 8
 MAX_ABS_DIFF = 1e-5
+
+# Action probabilities of the trained network for float32 features [batch, n_features].
+Reference = Callable[[np.ndarray], np.ndarray]
 
 
 class ExportMismatch(RuntimeError):
@@ -110,10 +114,14 @@ def load(path: Path, schema_version: int) -> Policy:
     return Policy(weights=weights, biases=biases, seed=int(meta.get("training_seed", "0")))
 
 
-def verify(policy: Policy, path: Path, samples: np.ndarray) -> float:
-    """Run the file through ONNX Runtime and return the max abs difference to numpy.
+def verify(
+    policy: Policy, path: Path, samples: np.ndarray, reference: Reference | None = None
+) -> float:
+    """Run the file through ONNX Runtime and return the max abs difference to the network.
 
-    Raises ExportMismatch when the difference exceeds MAX_ABS_DIFF or the names are wrong.
+    The network is `reference` when given (the torch network that `policy` was read from),
+    else the numpy forward pass of `policy`. Raises ExportMismatch when the difference exceeds
+    MAX_ABS_DIFF or the names are wrong.
     """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
@@ -124,7 +132,7 @@ def verify(policy: Policy, path: Path, samples: np.ndarray) -> float:
     if meta.get("model_version") != model_version(policy):
         raise ExportMismatch(f"model_version is {meta.get('model_version')!r}, expected {model_version(policy)!r}")
     got = session.run(["scores"], {"features": samples.astype(np.float32)})[0]
-    want = policy.probabilities(samples.astype(np.float32))
+    want = (reference or policy.probabilities)(samples.astype(np.float32))
     diff = float(np.abs(got - want).max())
     if not np.isfinite(diff) or diff > MAX_ABS_DIFF:
         raise ExportMismatch(
@@ -144,12 +152,13 @@ def export(
     feature_names: list[str],
     action_names: list[str],
     samples: np.ndarray,
+    reference: Reference | None = None,
 ) -> float:
     """Write the model to `path`, check it, and return the max abs difference found."""
     model = build(policy, schema_version, feature_names, action_names)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
     onnx.save(model, str(tmp))
-    diff = verify(policy, tmp, samples)
+    diff = verify(policy, tmp, samples, reference)
     tmp.replace(path)
     return diff

@@ -1,16 +1,22 @@
 # Sourced by scripts/train.sh, scripts/eval-policy.sh and scripts/export-outcomes.sh: prepares
-# .venv with training/requirements.txt and defines build_sim.
+# a virtualenv and defines build_sim. The caller may set VENV (default .venv) and REQUIREMENTS
+# (default training/requirements.txt); scripts/train.sh uses .venv-train with
+# training/requirements-sb3.txt, so torch stays out of the project's .venv.
 # Sets ROOT and PYTHON; build_sim sets ARO_SIM.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="$ROOT/.venv/bin/python"
+VENV="${VENV:-.venv}"
+REQUIREMENTS="${REQUIREMENTS:-training/requirements.txt}"
+PYTHON="$ROOT/$VENV/bin/python"
 cd "$ROOT"
 
-echo "==> python environment: .venv with training/requirements.txt"
+echo "==> python environment: $VENV with $REQUIREMENTS"
 if [ ! -x "$PYTHON" ]; then
-    python3 -m venv "$ROOT/.venv"
+    python3 -m venv "$ROOT/$VENV"
+    # Keeps a virtualenv other than the ignored .venv out of git.
+    echo '*' > "$ROOT/$VENV/.gitignore"
 fi
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -r training/requirements.txt
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
 
 # Builds the simulator in release mode and exports its path as ARO_SIM.
 build_sim() {

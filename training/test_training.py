@@ -1,10 +1,12 @@
 """Tests of the training package against the real `aro-sim` binary and ONNX Runtime.
 
 Run: ARO_SIM=<target>/release/aro-sim .venv/bin/python -m unittest training.test_training
+Sb3Test needs Stable-Baselines3 and torch: run it with .venv-train/bin/python.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 import unittest
@@ -36,15 +38,17 @@ class MlpGradientTest(unittest.TestCase):
                 self.assertAlmostEqual((plus - minus) / 2e-6, grad[index], places=6)
 
 
-def random_policy(seed: int) -> Policy:
+def random_policy(seed: int, hidden: int = 8) -> Policy:
     rng = np.random.default_rng(seed)
-    sizes = [41, 8, 8, 7]
+    sizes = [41, hidden, hidden, 7]
     weights = [rng.standard_normal((a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
     biases = [rng.standard_normal(b) for b in sizes[1:]]
     return Policy(weights=weights, biases=biases, seed=seed)
 
 
-class ExportTest(unittest.TestCase):
+class ExportCase(unittest.TestCase):
+    """Base of the export tests: a simulator, a file path and feature samples."""
+
     def setUp(self) -> None:
         self.env = AroSimEnv()
         self.dir = tempfile.TemporaryDirectory()
@@ -55,6 +59,8 @@ class ExportTest(unittest.TestCase):
         self.env.close()
         self.dir.cleanup()
 
+
+class ExportTest(ExportCase):
     def test_export_matches_network(self) -> None:
         policy = random_policy(3)
         diff = export(
@@ -145,6 +151,65 @@ class TrainTest(unittest.TestCase):
             policy = train(reset, step, 41, 7, config, log=lambda _: None)
             env.close()
             return policy.digest()
+
+        self.assertEqual(run(), run())
+
+
+@unittest.skipUnless(
+    importlib.util.find_spec("stable_baselines3"), "needs stable-baselines3 (.venv-train)"
+)
+class Sb3Test(ExportCase):
+    def setUp(self) -> None:
+        from training import sb3
+
+        super().setUp()
+        self.sb3 = sb3
+        self.config = sb3.Sb3Config(
+            seed=11, total_steps=1024, n_envs=2, rollout_steps=256, minibatch=128
+        )
+
+    def untrained(self):
+        vec_env = self.sb3.make_env(self.config)
+        self.addCleanup(vec_env.close)
+        return self.sb3.build(self.config, vec_env)
+
+    def export(self, model) -> float:
+        return export(
+            self.sb3.to_policy(model, self.config.seed), self.path, self.env.schema_version,
+            self.env.feature_names, self.env.action_names, self.samples,
+            lambda features: self.sb3.probabilities(model, features),
+        )
+
+    def test_export_matches_torch_network(self) -> None:
+        self.assertLess(self.export(self.untrained()), 1e-5)
+
+    def test_verify_rejects_changed_torch_network(self) -> None:
+        import torch
+
+        model = self.untrained()
+        self.export(model)
+        policy = self.sb3.to_policy(model, self.config.seed)
+        with torch.no_grad():
+            model.policy.action_net.bias[0] += 0.5
+        with self.assertRaises(ExportMismatch):
+            verify(policy, self.path, self.samples, lambda x: self.sb3.probabilities(model, x))
+
+    def test_warm_start_copies_actor(self) -> None:
+        model = self.untrained()
+        self.sb3.load_policy(model, random_policy(4, hidden=64))
+        got = self.sb3.to_policy(model, 0)
+        for have, want in zip(got.weights, random_policy(4, hidden=64).weights):
+            np.testing.assert_allclose(have, want, rtol=0, atol=1e-6)
+
+    def test_warm_start_rejects_other_shapes(self) -> None:
+        with self.assertRaises(ValueError):
+            self.sb3.load_policy(self.untrained(), random_policy(4))
+
+    def test_training_is_reproducible(self) -> None:
+        def run() -> str:
+            model, history = self.sb3.train(self.config, 1.0, log=lambda _: None)
+            self.assertEqual(len(history), 2)
+            return self.sb3.to_policy(model, self.config.seed).digest()
 
         self.assertEqual(run(), run())
 

@@ -1,12 +1,13 @@
 """Train the recovery policy in the simulator and export it to models/policy.onnx.
 
-Usage: python -m training.train [--seed N] [--steps N] [--out models/policy.onnx]
-       [--init-model FILE] [--offline DATASET.jsonl] [--offline-epochs N]
-       [--offline-temperature T]
+Usage: python -m training.train [--trainer sb3|numpy] [--seed N] [--steps N]
+       [--out models/policy.onnx] [--init-model FILE] [--offline DATASET.jsonl]
+       [--offline-epochs N] [--offline-temperature T]
 
---init-model starts the actor from an exported model; --offline first fits it to recorded
-outcomes (training.offline); PPO in the simulator then fine-tunes it for --steps steps, and
---steps 0 exports the result without PPO.
+--trainer sb3 (the default) runs Stable-Baselines3's PPO on torch (training.sb3); --trainer
+numpy runs the PPO of training.ppo, which needs no torch. --init-model starts the actor from an
+exported model; --offline first fits it to recorded outcomes (training.offline); PPO in the
+simulator then fine-tunes it for --steps steps, and --steps 0 exports the result without PPO.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from training.env import REPO_ROOT, AroSimEnv
-from training.export import export, load, model_version
+from training.export import Reference, export, load, model_version
 from training.offline import Costs, OfflineConfig, examples, fit, load_rows
 from training.ppo import Policy, PpoConfig, train
 
@@ -30,6 +31,10 @@ from training.ppo import Policy, PpoConfig, train
 def parse_args(argv: list[str]) -> argparse.Namespace:
     defaults = PpoConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--trainer", choices=["sb3", "numpy"], default="sb3",
+        help="PPO of Stable-Baselines3 (needs torch) or the numpy PPO of training.ppo",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed")
     parser.add_argument(
         "--steps", type=int, default=defaults.total_steps, help="environment steps to train for"
@@ -96,15 +101,11 @@ def sample_features(env: AroSimEnv, rng: np.random.Generator, count: int) -> np.
     return np.vstack([np.asarray(real), uniform]).astype(np.float32)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def train_numpy(
+    args: argparse.Namespace, env: AroSimEnv, initial: Policy | None
+) -> tuple[Policy, Reference | None, dict[str, Any]]:
+    """PPO of training.ppo on `env`; the numpy network is its own reference for the export."""
     config = PpoConfig(seed=args.seed, total_steps=args.steps)
-    env = AroSimEnv()
-    print(
-        f"training PPO: seed {config.seed}, {config.total_steps} steps, "
-        f"{len(env.feature_names)} features, {env.action_space.n} actions",
-        flush=True,
-    )
     first = True
 
     def reset() -> np.ndarray:
@@ -117,28 +118,68 @@ def main(argv: list[str]) -> int:
         obs, reward, terminated, truncated, info = env.step(action)
         return obs.astype(np.float64), reward, terminated or truncated, info
 
+    policy = train(
+        reset, step, len(env.feature_names), int(env.action_space.n), config,
+        reward_scale=env.reward_scale, log=lambda line: print(line, flush=True),
+        initial=initial,
+    )
+    return policy, None, {"trainer": "numpy", "config": asdict(config)}
+
+
+def train_sb3(
+    args: argparse.Namespace, env: AroSimEnv, initial: Policy | None
+) -> tuple[Policy, Reference | None, dict[str, Any]]:
+    """PPO of Stable-Baselines3; the export is checked against its torch network."""
+    from training import sb3
+
+    config = sb3.Sb3Config(seed=args.seed, total_steps=args.steps)
+    versions = sb3.library_versions()
+    print(f"stable-baselines3 {versions['stable-baselines3']}, torch {versions['torch']} (CPU, "
+          f"1 thread), {config.n_envs} environments", flush=True)
+    model, history = sb3.train(
+        config, env.reward_scale, log=lambda line: print(line, flush=True), initial=initial
+    )
+    policy = sb3.to_policy(model, config.seed)
+    policy.history = history
+    record = {"trainer": "stable-baselines3", "versions": versions, "config": asdict(config)}
+    return policy, lambda features: sb3.probabilities(model, features), record
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    env = AroSimEnv()
+    print(
+        f"training PPO ({args.trainer}): seed {args.seed}, {args.steps} steps, "
+        f"{len(env.feature_names)} features, {env.action_space.n} actions",
+        flush=True,
+    )
+
     started = time.monotonic()
     initial, warm_record = warm_start(args, env)
-    if config.total_steps == 0 and initial is not None:
+    reference: Reference | None = None
+    if args.steps == 0 and initial is not None:
         policy = initial
+        run_record: dict[str, Any] = {"trainer": "none"}
     else:
-        policy = train(
-            reset, step, len(env.feature_names), int(env.action_space.n), config,
-            reward_scale=env.reward_scale, log=lambda line: print(line, flush=True),
-            initial=initial,
-        )
+        trainer = train_sb3 if args.trainer == "sb3" else train_numpy
+        policy, reference, run_record = trainer(args, env, initial)
     train_secs = time.monotonic() - started
 
-    samples = sample_features(env, np.random.default_rng(config.seed + 1), 512)
-    diff = export(policy, args.out, env.schema_version, env.feature_names, env.action_names, samples)
+    samples = sample_features(env, np.random.default_rng(args.seed + 1), 512)
+    diff = export(
+        policy, args.out, env.schema_version, env.feature_names, env.action_names, samples,
+        reference,
+    )
     env.close()
+    against = "numpy" if reference is None else "torch"
     print(f"exported {args.out} (model_version {model_version(policy)}); "
-          f"ONNX Runtime vs numpy max abs diff {diff:.2e} on {len(samples)} samples", flush=True)
+          f"ONNX Runtime vs {against} max abs diff {diff:.2e} on {len(samples)} samples",
+          flush=True)
 
     record = {
         "model_version": model_version(policy),
         "feature_schema_version": env.schema_version,
-        "config": asdict(config),
+        **run_record,
         "train_seconds": round(train_secs, 1),
         "export_max_abs_diff": diff,
         "history": policy.history,
