@@ -31,6 +31,15 @@ enum Command {
     Approve(commands::approve::Args),
 }
 
+/// Returns a gRPC endpoint URI for an address given as `host:port` or as a full URL.
+pub(crate) fn endpoint(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -12,18 +12,25 @@ pub use tonic_health::server::HealthReporter;
 pub struct GrpcServer;
 
 impl GrpcServer {
-    /// Returns a router that already serves health and reflection for the `aro` protos, and the
-    /// reporter through which the service sets its serving status.
+    /// Returns a router that already serves health and reflection (`grpc.reflection.v1` and,
+    /// for older clients, `v1alpha`) for the `aro` protos, and the reporter through which the
+    /// service sets its serving status.
     ///
     /// # Panics
     ///
     /// Panics when the embedded descriptor sets are invalid, which the build prevents.
     pub fn router() -> (Router, HealthReporter) {
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(aro_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(aro_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .expect("the embedded descriptor sets are valid");
+        let reflection_alpha = reflection_builder()
+            .build_v1alpha()
             .expect("the embedded descriptor sets are valid");
         let router = tonic::transport::Server::builder()
             .trace_fn(|request| {
@@ -35,7 +42,8 @@ impl GrpcServer {
                 )
             })
             .add_service(health)
-            .add_service(reflection);
+            .add_service(reflection)
+            .add_service(reflection_alpha);
         (router, reporter)
     }
 

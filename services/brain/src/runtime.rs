@@ -33,7 +33,7 @@ struct Args {
     common: CommonArgs,
 
     /// Address of the gRPC server (Brain, health, reflection).
-    #[arg(long, env = "ARO_GRPC_ADDR", default_value = "127.0.0.1:7402")]
+    #[arg(long, env = "ARO_BRAIN_GRPC_ADDR", default_value = "127.0.0.1:7402")]
     grpc_addr: SocketAddr,
 
     /// Policy model in ONNX format.

@@ -23,12 +23,12 @@ pub(crate) struct Args {
     approver: String,
 
     /// Brain gRPC address.
-    #[arg(long, env = "ARO_BRAIN_ADDR", default_value = "http://127.0.0.1:7402")]
+    #[arg(long, env = "ARO_BRAIN_ADDR", default_value = "127.0.0.1:7402")]
     brain: String,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let mut brain = BrainClient::connect(args.brain.clone())
+    let mut brain = BrainClient::connect(crate::endpoint(&args.brain))
         .await
         .with_context(|| format!("connecting to the brain at {}", args.brain))?;
     if args.reject {

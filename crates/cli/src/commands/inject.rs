@@ -35,11 +35,7 @@ pub(crate) struct Args {
     idempotency_key: String,
 
     /// Deployer gRPC address.
-    #[arg(
-        long,
-        env = "ARO_DEPLOYER_ADDR",
-        default_value = "http://127.0.0.1:7403"
-    )]
+    #[arg(long, env = "ARO_DEPLOYER_ADDR", default_value = "127.0.0.1:7403")]
     deployer: String,
 }
 
@@ -49,7 +45,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "hang" => v1::ChaosKind::Hang,
         _ => v1::ChaosKind::CrashLoop,
     };
-    let mut client = ChaosClient::connect(args.deployer.clone())
+    let mut client = ChaosClient::connect(crate::endpoint(&args.deployer))
         .await
         .with_context(|| format!("connecting to the deployer at {}", args.deployer))?;
     let request = v1::InjectFaultRequest {

@@ -8,15 +8,11 @@ use aro_proto::v1::deployer_client::DeployerClient;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Deployer gRPC address.
-    #[arg(
-        long,
-        env = "ARO_DEPLOYER_ADDR",
-        default_value = "http://127.0.0.1:7403"
-    )]
+    #[arg(long, env = "ARO_DEPLOYER_ADDR", default_value = "127.0.0.1:7403")]
     deployer: String,
 
     /// Brain gRPC address.
-    #[arg(long, env = "ARO_BRAIN_ADDR", default_value = "http://127.0.0.1:7402")]
+    #[arg(long, env = "ARO_BRAIN_ADDR", default_value = "127.0.0.1:7402")]
     brain: String,
 
     /// Incidents to show.
@@ -25,7 +21,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let mut deployer = DeployerClient::connect(args.deployer.clone())
+    let mut deployer = DeployerClient::connect(crate::endpoint(&args.deployer))
         .await
         .with_context(|| format!("connecting to the deployer at {}", args.deployer))?;
     let response = deployer
@@ -59,7 +55,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let mut brain = BrainClient::connect(args.brain.clone())
+    let mut brain = BrainClient::connect(crate::endpoint(&args.brain))
         .await
         .with_context(|| format!("connecting to the brain at {}", args.brain))?;
     let request = v1::ListIncidentsRequest {
