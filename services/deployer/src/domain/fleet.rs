@@ -142,6 +142,10 @@ impl Fleet {
 
     /// Makes fresh ids of `workload` start after `instance`, an id used before (by an earlier
     /// run of the deployer), so that a late command for the old instance cannot hit a new one.
+    // NOTE: only ids still in the registry are reserved. A deployer that stopped cleanly left
+    // none, so the next run starts at `<workload>-1` generation 1 again, and its signal and
+    // fault ids repeat stored ones: JetStream's 10-minute duplicate window then drops real exits.
+    // The counter has to outlive the registry entries (a key-value entry of its own).
     pub fn reserve_id(&mut self, workload: &str, instance: &str) {
         let Some(entry) = self.workloads.get_mut(workload) else {
             return;
