@@ -19,8 +19,9 @@ pub(crate) enum InvalidFault {
     },
 }
 
-/// Checks the fields the brain relies on and returns the fault's kind.
-pub(crate) fn validate_fault(fault: &v1::FaultEvent) -> Result<FaultKind, InvalidFault> {
+/// Checks the fields the brain relies on and returns the fault's kind, or `None` for a kind
+/// this brain does not know (a newer detector may classify more kinds than it).
+pub(crate) fn validate_fault(fault: &v1::FaultEvent) -> Result<Option<FaultKind>, InvalidFault> {
     let id = fault.id.clone();
     let missing = |field| InvalidFault::Missing {
         id: id.clone(),
@@ -44,12 +45,7 @@ pub(crate) fn validate_fault(fault: &v1::FaultEvent) -> Result<FaultKind, Invali
             reason,
         })?;
     }
-    FaultKind::from_proto_value(fault.kind).ok_or_else(|| InvalidFault::Invalid {
-        id: id.clone(),
-        field: "kind",
-        value: fault.kind.to_string(),
-        reason: "not a known fault kind".to_owned(),
-    })
+    Ok(FaultKind::from_proto_value(fault.kind))
 }
 
 /// Builds the policy's observation for the first decision on `fault`.
@@ -130,18 +126,14 @@ mod tests {
 
     #[test]
     fn valid_fault_passes() {
-        assert_eq!(validate_fault(&fault()), Ok(FaultKind::Crash));
+        assert_eq!(validate_fault(&fault()), Ok(Some(FaultKind::Crash)));
     }
 
     #[test]
-    fn unknown_kind_is_named() {
+    fn unknown_kind_is_valid_but_unclassified() {
         let mut fault = fault();
         fault.kind = 99;
-        let error = validate_fault(&fault)
-            .expect_err("kind 99 does not exist")
-            .to_string();
-        assert!(error.contains("kind"), "{error}");
-        assert!(error.contains("99"), "{error}");
+        assert_eq!(validate_fault(&fault), Ok(None));
     }
 
     #[test]

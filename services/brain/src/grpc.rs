@@ -32,7 +32,14 @@ impl BrainApi for BrainService {
             .clone()
             .expect("validated faults have a target");
         let peers = self.brain.peer_faults(&target, false);
-        let (choice, features, scores) = self.brain.choose_first(&fault, kind, peers).await;
+        let (choice, features, scores) = match kind {
+            Some(known) => {
+                let (choice, features, scores) =
+                    self.brain.choose_first(&fault, known, peers).await;
+                (choice, features.to_vec(), scores)
+            }
+            None => (crate::handler::unknown_kind(fault.kind), Vec::new(), None),
+        };
         let incident = v1::Incident {
             id: fault.incident_id.clone(),
             ..Default::default()

@@ -98,6 +98,17 @@ pub(crate) enum Plan {
     Defer(Duration),
 }
 
+/// The rules' choice for a fault kind this brain does not know: neither the policy nor the
+/// rules have seen it, so a person decides.
+pub(crate) fn unknown_kind(kind: i32) -> Choice {
+    Choice {
+        action: Action::Escalate,
+        source: Source::Rules,
+        confidence: 0.0,
+        reason: format!("unknown fault kind {kind}: a person decides"),
+    }
+}
+
 fn source_to_proto(source: Source) -> v1::DecisionSource {
     match source {
         Source::Policy => v1::DecisionSource::Policy,
@@ -332,10 +343,16 @@ impl Brain {
 
             let plan = if incident.attempt == 0 {
                 let peers = self.peer_faults(&target, true);
-                let (choice, features, scores) = self.choose_first(&fault, kind, peers).await;
                 let proposal = self.proposal(&incident, &target, kind, fault.healthy_replicas);
                 let deliveries = self.enforced(&target.workload).then_some(deliveries);
-                self.guard(choice, proposal, &features, scores.as_ref(), deliveries)
+                match kind {
+                    Some(known) => {
+                        let (choice, features, scores) =
+                            self.choose_first(&fault, known, peers).await;
+                        self.guard(choice, proposal, &features, scores.as_ref(), deliveries)
+                    }
+                    None => self.guard(unknown_kind(fault.kind), proposal, &[], None, deliveries),
+                }
             } else {
                 self.ladder_plan(&incident, &target, kind, fault.healthy_replicas, deliveries)
             };
@@ -358,7 +375,7 @@ impl Brain {
         &self,
         incident: &'a v1::Incident,
         target: &'a v1::InstanceRef,
-        kind: FaultKind,
+        kind: Option<FaultKind>,
         healthy: u32,
     ) -> Proposal<'a> {
         Proposal {
@@ -376,7 +393,7 @@ impl Brain {
         &self,
         incident: &v1::Incident,
         target: &v1::InstanceRef,
-        kind: FaultKind,
+        kind: Option<FaultKind>,
         healthy: u32,
         deliveries: i64,
     ) -> Plan {
@@ -407,7 +424,7 @@ impl Brain {
         &self,
         incident: &mut v1::Incident,
         target: &v1::InstanceRef,
-        kind: FaultKind,
+        kind: Option<FaultKind>,
         verdict: StormVerdict,
         deliveries: i64,
     ) -> Option<Result<Disposition, IncidentError>> {
@@ -605,7 +622,7 @@ impl Brain {
             };
             let target = command.target.clone().unwrap_or_default();
             let action = convert::action_from_proto(command.action).unwrap_or(Action::Escalate);
-            let kind = FaultKind::from_proto_value(incident.kind).unwrap_or(FaultKind::Crash);
+            let kind = FaultKind::from_proto_value(incident.kind);
             // NOTE: the last-healthy-replica guard judged the command when it was proposed. The
             // replica count is not read again here, so a fleet that shrank since is not noticed.
             let mut proposal = self.proposal(&incident, &target, kind, u32::MAX);
@@ -740,7 +757,7 @@ impl Brain {
             incident.last_status = outcome.status;
             incident.last_action = outcome.action;
             incident.updated_at = Some(time::now());
-            let kind = FaultKind::from_proto_value(incident.kind).unwrap_or(FaultKind::Crash);
+            let kind = FaultKind::from_proto_value(incident.kind);
             let next_target = outcome
                 .replacement
                 .clone()

@@ -403,8 +403,12 @@ async fn invalid_fault_is_rejected_and_counted() {
     let harness = Harness::start("invalid", &[]).await;
     let mut commands = harness.subscribe(subjects::command("web")).await;
     let mut bad = fault("web-1", v1::FaultKind::Crash, 1);
-    bad.kind = 99;
-    harness.publish_fault(&bad).await;
+    bad.target.as_mut().expect("set above").workload = "Web".to_owned();
+    harness
+        .bus
+        .publish(subjects::fault("web"), &bad.id, &bad)
+        .await
+        .expect("publishing");
     assert!(
         nothing_within(&mut commands, Duration::from_secs(1)).await,
         "no command for an invalid fault"
@@ -465,5 +469,24 @@ async fn storm_pages_once_instead_of_acting_on_each() {
         assert_eq!(incident.state, "storm", "{id}");
         assert_eq!(incident.attempt, 0, "{id} took no action");
     }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fault_kind_goes_to_a_person() {
+    let harness = Harness::start("unknown-kind", &[]).await;
+    let mut commands = harness.subscribe(subjects::command("web")).await;
+    let mut newer = fault("web-1", v1::FaultKind::Crash, 1);
+    newer.kind = 99;
+    harness.publish_fault(&newer).await;
+    let command: v1::Command = next(&mut commands).await;
+    assert_eq!(command.action(), v1::Action::Escalate);
+    let decision = command.decision.expect("a decision");
+    assert_eq!(decision.source(), v1::DecisionSource::Rules);
+    assert!(
+        decision.reason.contains("unknown fault kind 99"),
+        "{}",
+        decision.reason
+    );
     harness.stop().await;
 }

@@ -62,7 +62,9 @@ pub(crate) struct Proposal<'a> {
     pub(crate) workload: &'a str,
     pub(crate) target: &'a str,
     pub(crate) action: Action,
-    pub(crate) fault: FaultKind,
+    /// Kind of the fault; `None` for a kind this brain does not know, which counts as a
+    /// target that may still serve.
+    pub(crate) fault: Option<FaultKind>,
     /// Serving instances of the workload, the target excluded.
     pub(crate) healthy_replicas: u32,
 }
@@ -282,11 +284,11 @@ impl Guards {
                 proposal.action.as_str()
             ));
         }
-        if target_out_of_service(proposal.fault) {
+        if let Some(fault) = proposal.fault.filter(|&fault| target_out_of_service(fault)) {
             return Verdict::Allow(format!(
                 "{} is already out of service ({})",
                 proposal.target,
-                proposal.fault.as_str()
+                fault.as_str()
             ));
         }
         if proposal.healthy_replicas == 0 {
@@ -341,7 +343,7 @@ mod tests {
             workload: "web",
             target,
             action: Action::Restart,
-            fault,
+            fault: Some(fault),
             healthy_replicas: healthy,
         }
     }
