@@ -34,6 +34,10 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Variables added to the deployer's own environment.
     pub env: Vec<(String, String)>,
+    /// Directory the instance runs in.
+    pub working_dir: PathBuf,
+    /// Resident memory the instance may use, in bytes; the runtime ends it beyond that.
+    pub memory_limit: Option<u64>,
 }
 
 /// A started instance.
@@ -55,6 +59,8 @@ pub struct Exit {
     pub signal: Option<i32>,
     /// True when the deployer asked the runtime to stop the instance.
     pub expected: bool,
+    /// True when the runtime ended the instance for using more memory than its limit.
+    pub oom_killed: bool,
     /// When the runtime observed the exit.
     pub at: SystemTime,
 }
@@ -65,7 +71,11 @@ impl std::fmt::Display for Exit {
             (Some(code), _) => write!(f, "exit status {code}"),
             (None, Some(signal)) => write!(f, "signal {signal}"),
             (None, None) => f.write_str("unknown status"),
+        }?;
+        if self.oom_killed {
+            f.write_str(" after exceeding its memory limit")?;
         }
+        Ok(())
     }
 }
 

@@ -1,6 +1,5 @@
 //! Conversions from the deployer's records to the protobuf messages it stores and publishes.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use aro_proto::time::duration;
@@ -10,6 +9,7 @@ use aro_proto::v1::{
 use prost_types::Timestamp;
 
 use crate::backend::{Exit, InstanceKey};
+use crate::checksum_file::ChecksumFile;
 use crate::domain::fleet::{InstanceRecord, State};
 use crate::domain::ids;
 use crate::domain::template::Placeholders;
@@ -91,7 +91,7 @@ pub fn health_check(probe: &HealthProbe) -> HealthCheck {
 pub fn registry_entry(
     record: &InstanceRecord,
     spec: &WorkloadSpec,
-    declared_files: &[(PathBuf, String)],
+    declared_files: &[ChecksumFile],
     node: &str,
     detector: &str,
 ) -> Instance {
@@ -111,15 +111,15 @@ pub fn registry_entry(
         start_timeout: Some(duration(spec.start_timeout)),
         declared_files: declared_files
             .iter()
-            .map(|(path, digest)| DeclaredFile {
-                path: path.display().to_string(),
-                digest: digest.clone(),
+            .map(|file| DeclaredFile {
+                path: file.path.display().to_string(),
+                digest: file.digest.clone(),
             })
             .collect(),
-        // The workload file declares neither a memory limit nor an expected digest, so the
-        // detector takes the digest at first start as the expected one.
-        memory_limit_bytes: 0,
-        expected_artifact_digest: String::new(),
+        memory_limit_bytes: spec.memory_limit.unwrap_or(0),
+        // Without a declared digest the detector takes the digest at first start as the
+        // expected one.
+        expected_artifact_digest: spec.artifact_digest.clone().unwrap_or_default(),
     }
 }
 
@@ -143,7 +143,7 @@ pub fn exited_signal(key: &InstanceKey, exit: &Exit, node: &str) -> v1::Signal {
             code: exit.code,
             signal: exit.signal,
             expected: exit.expected,
-            oom_killed: false,
+            oom_killed: exit.oom_killed,
         })),
     }
 }

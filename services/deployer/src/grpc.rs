@@ -89,8 +89,7 @@ fn status(error: ChaosError) -> Status {
         ChaosError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
         ChaosError::NotFound(message) => Status::not_found(message),
         ChaosError::FailedPrecondition(message) => Status::failed_precondition(message),
-        ChaosError::Unsupported(_) => Status::unimplemented(error.to_string()),
-        ChaosError::Runtime(_) => Status::internal(error.to_string()),
+        ChaosError::Runtime(_) | ChaosError::Internal(_) => Status::internal(error.to_string()),
     }
 }
 
@@ -120,6 +119,7 @@ impl<R: Runtime> Chaos for ChaosService<R> {
                 count: request.count,
                 duration,
                 idempotency_key: request.idempotency_key,
+                path: request.path,
             })
             .await
             .map_err(status)?;

@@ -2,10 +2,12 @@
 //! commands, verifies them and publishes their outcomes, and serves the fault-injection API.
 
 pub mod backend;
+pub mod checksum_file;
 pub mod command_consumer;
 pub mod convert;
 pub mod domain;
 pub mod executable;
+pub mod file_corruption;
 pub mod grpc;
 pub mod logs;
 pub mod metrics;
@@ -13,3 +15,4 @@ pub mod probe;
 pub mod registry_writer;
 pub mod runtime;
 pub mod supervisor;
+pub mod workload_hooks;

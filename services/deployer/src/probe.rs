@@ -1,4 +1,5 @@
-//! Health probes: TCP connect, HTTP GET, gRPC health and a command's exit status.
+//! Health probes: TCP connect, HTTP GET, gRPC health and a command's exit status. The HTTP
+//! client also carries the deployer's calls to a workload's chaos hooks.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -71,6 +72,22 @@ async fn tcp(port: u16) -> Result<(), ProbeError> {
 
 /// An HTTP/1.0 GET: enough for a health endpoint, and no connection pool to manage.
 async fn http(url: &str) -> Result<(), ProbeError> {
+    let status = http_status("GET", url).await?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(ProbeError::Status(status))
+    }
+}
+
+/// Sends one HTTP/1.0 request without a body to an `http://` URL and returns the response's
+/// status code. The caller bounds the time it may take.
+///
+/// # Errors
+///
+/// Returns why no status came back: an invalid URL, a failed connection, a failed read or
+/// write, or a response that is not HTTP/1.x.
+pub async fn http_status(method: &str, url: &str) -> Result<u16, ProbeError> {
     let invalid = || ProbeError::InvalidUrl {
         url: url.to_owned(),
     };
@@ -87,7 +104,7 @@ async fn http(url: &str) -> Result<(), ProbeError> {
         .await
         .map_err(ProbeError::Connect)?;
     let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: aro-deployer\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: aro-deployer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -100,12 +117,7 @@ async fn http(url: &str) -> Result<(), ProbeError> {
         .read_to_end(&mut response)
         .await
         .map_err(ProbeError::Http)?;
-    let status = parse_status(&response)?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(ProbeError::Status(status))
-    }
+    parse_status(&response)
 }
 
 /// Status code of an HTTP/1.x response.

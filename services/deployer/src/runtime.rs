@@ -17,6 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::backend::Runtime;
 use crate::backend::process::ProcessRuntime;
+use crate::checksum_file;
 use crate::command_consumer;
 use crate::domain::fleet::Fleet;
 use crate::domain::workload::WorkloadSpec;
@@ -38,7 +39,7 @@ pub struct Args {
     pub workloads: PathBuf,
 
     /// Address of the gRPC server (Deployer and Chaos services, health, reflection).
-    #[arg(long, env = "ARO_GRPC_ADDR", default_value = "127.0.0.1:7403")]
+    #[arg(long, env = "ARO_DEPLOYER_GRPC_ADDR", default_value = "127.0.0.1:7403")]
     pub grpc_addr: SocketAddr,
 
     /// The detector's gRPC address, given to instances as {detector} and ARO_DETECTOR_ADDR.
@@ -87,6 +88,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = aro_service::shutdown_on_signal();
 
     let specs = load_workloads(&args.workloads)?;
+    let working_dir = std::path::absolute(args.workloads.parent().unwrap_or(Path::new(".")))
+        .with_context(|| {
+            format!(
+                "failed to resolve the directory of the workload file {}",
+                args.workloads.display()
+            )
+        })?;
     let digests = DigestCache::default();
     let artifacts = resolve_artifacts(&args.workloads, &specs, &digests).await?;
     let node = args.node.clone().unwrap_or_else(host_name);
@@ -122,6 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stop_grace: args.stop_grace,
         isolation_retention: args.isolation_retention,
         observe_period: args.observe_period,
+        working_dir,
     };
     let supervisor = Arc::new(Supervisor::new(
         process_runtime,
@@ -227,7 +236,10 @@ fn load_workloads(path: &Path) -> anyhow::Result<Vec<WorkloadSpec>> {
 }
 
 /// Finds each workload's executable on `PATH` and records the digests of it and of its
-/// checksum files. Relative checksum paths are relative to the workload file's directory.
+/// checksum files, with a copy of each small checksum file. Relative checksum paths are
+/// relative to the workload file's directory. An executable whose digest differs from the
+/// workload's `artifact_digest` still runs: the registry carries the declared digest, and
+/// the detector reports the mismatch.
 async fn resolve_artifacts(
     file: &Path,
     specs: &[WorkloadSpec],
@@ -249,11 +261,19 @@ async fn resolve_artifacts(
             .sha256(program.clone())
             .await
             .with_context(|| format!("failed to hash the executable {}", program.display()))?;
+        if let Some(expected) = spec.artifact_digest.as_ref().filter(|e| **e != digest) {
+            warn!(
+                workload = %spec.name,
+                program = %program.display(),
+                %digest,
+                %expected,
+                "executable does not match the workload's artifact_digest; its instances start anyway and the detector reports them"
+            );
+        }
         let mut files = Vec::with_capacity(spec.checksum_files.len());
         for (index, checksum_file) in spec.checksum_files.iter().enumerate() {
             let resolved = base.join(checksum_file);
-            let file_digest = digests
-                .sha256(resolved.clone())
+            let file = checksum_file::load(resolved.clone(), digests)
                 .await
                 .with_context(|| {
                     format!(
@@ -263,7 +283,15 @@ async fn resolve_artifacts(
                         resolved.display().to_string()
                     )
                 })?;
-            files.push((resolved, file_digest));
+            if file.pristine.is_none() {
+                warn!(
+                    workload = %spec.name,
+                    path = %resolved.display(),
+                    max_bytes = checksum_file::MAX_COPY,
+                    "checksum file too large to keep a copy of; a fresh instance cannot get its content back"
+                );
+            }
+            files.push(file);
         }
         info!(workload = %spec.name, program = %program.display(), %digest, "workload executable resolved");
         artifacts.insert(

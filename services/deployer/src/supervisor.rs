@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::backend::{InstanceKey, Launch, Launched, Runtime};
+use crate::checksum_file::ChecksumFile;
 use crate::convert;
 use crate::domain::chaos::ChaosBook;
 use crate::domain::fleet::{Fleet, FleetError, InstanceRecord};
@@ -44,6 +45,9 @@ pub struct Settings {
     pub isolation_retention: Duration,
     /// How long an OBSERVE command waits before it probes the target.
     pub observe_period: Duration,
+    /// Directory instances run in: the workload file's, so that relative paths in arguments
+    /// and environment mean what the relative checksum files mean.
+    pub working_dir: PathBuf,
 }
 
 /// The resolved executable of a workload and the digests it had at start-up.
@@ -52,8 +56,8 @@ pub struct Artifact {
     pub program: PathBuf,
     /// sha256 of the executable at start-up, `sha256:<hex>`.
     pub digest: String,
-    /// Each declared checksum file and its sha256 at start-up.
-    pub files: Vec<(PathBuf, String)>,
+    /// Each declared checksum file as it was at start-up, in the workload file's order.
+    pub files: Vec<ChecksumFile>,
 }
 
 /// Errors of starting a fresh instance.
@@ -162,7 +166,7 @@ impl<R: Runtime> Supervisor<R> {
         ))
     }
 
-    fn declared_files(&self, workload: &str) -> &[(PathBuf, String)] {
+    fn declared_files(&self, workload: &str) -> &[ChecksumFile] {
         self.artifacts
             .get(workload)
             .map_or(&[], |artifact| artifact.files.as_slice())
@@ -289,6 +293,8 @@ impl<R: Runtime> Supervisor<R> {
             program: artifact.program.clone(),
             args: spec.render_args(&values),
             env: spec.render_env(&values),
+            working_dir: self.settings.working_dir.clone(),
+            memory_limit: spec.memory_limit,
         };
         (launch, spec.health.render(&values))
     }
@@ -403,13 +409,14 @@ impl<R: Runtime> Supervisor<R> {
         write.stored().await;
     }
 
-    /// Stops every instance (SIGTERM, then SIGKILL after the stop grace), waits for each,
-    /// and removes them from the registry. Exit signals are published by [`run_events`],
-    /// which the caller drains afterwards.
+    /// Puts back every file that a fault injection corrupted, then stops every instance
+    /// (SIGTERM, then SIGKILL after the stop grace) and waits for each. Exit signals are
+    /// published by [`run_events`], which the caller drains afterwards.
     ///
     /// [`run_events`]: Supervisor::run_events
     pub async fn stop_all(&self) {
         self.stopping.cancel();
+        self.undo_file_corruptions().await;
         let running = self.runtime.running();
         info!(instances = running.len(), grace = ?self.settings.stop_grace, "stopping instances");
         let stops = running.iter().map(|key| async move {

@@ -1,6 +1,7 @@
 //! Component tests of the deployer: a real `nats-server`, the real `aro-deployer` binary and
 //! real processes (Python's HTTP server and shell loops).
 
+mod chaos_kinds;
 mod support;
 
 use std::collections::BTreeMap;
@@ -255,6 +256,27 @@ fn inject(kind: ChaosKind, workload: &str, instance: &str) -> InjectFaultRequest
         instance: instance.to_owned(),
         ..InjectFaultRequest::default()
     }
+}
+
+/// Number of injections the Chaos API lists as active.
+async fn active_injections(chaos: &mut ChaosClient<Channel>) -> usize {
+    chaos
+        .list_faults(ListFaultsRequest {})
+        .await
+        .expect("listing faults")
+        .into_inner()
+        .injections
+        .len()
+}
+
+/// Halts every injection and returns how many were active.
+async fn halt_all(chaos: &mut ChaosClient<Channel>) -> u32 {
+    chaos
+        .halt_all(HaltAllRequest {})
+        .await
+        .expect("halting")
+        .into_inner()
+        .halted
 }
 
 /// Scheduler state of a process (`R`, `S`, `T`, `Z`…), or `None` when it does not exist.
@@ -683,18 +705,8 @@ async fn hang_is_listed_and_halted() {
     assert_eq!(first.get_ref().injection, again.get_ref().injection);
     wait_state(pid, true).await;
 
-    let listed = chaos
-        .list_faults(ListFaultsRequest {})
-        .await
-        .expect("listing faults")
-        .into_inner();
-    assert_eq!(listed.injections.len(), 1);
-    let halted = chaos
-        .halt_all(HaltAllRequest {})
-        .await
-        .expect("halting")
-        .into_inner();
-    assert_eq!(halted.halted, 1);
+    assert_eq!(active_injections(&mut chaos).await, 1);
+    assert_eq!(halt_all(&mut chaos).await, 1);
     assert!(is_alive(pid));
     wait_state(pid, false).await;
 
@@ -702,12 +714,7 @@ async fn hang_is_listed_and_halted() {
     assert_eq!(injected.phase, "injected", "{injected:?}");
     let halted_event: ChaosEvent = next(&mut chaos_events).await;
     assert_eq!(halted_event.phase, "halted", "{halted_event:?}");
-    let listed = chaos
-        .list_faults(ListFaultsRequest {})
-        .await
-        .expect("listing faults")
-        .into_inner();
-    assert!(listed.injections.is_empty());
+    assert_eq!(active_injections(&mut chaos).await, 0);
 }
 
 #[tokio::test]
@@ -793,9 +800,29 @@ async fn bad_chaos_requests_are_rejected() {
             "kind",
         ),
         (
-            inject(ChaosKind::CorruptFile, "web", ""),
-            Code::Unimplemented,
-            "CORRUPT_FILE",
+            inject(ChaosKind::CorruptFile, "web", "web-1"),
+            Code::FailedPrecondition,
+            "checksum_files",
+        ),
+        (
+            inject(ChaosKind::LogStorm, "web", "web-1"),
+            Code::FailedPrecondition,
+            "workload \"web\" does not serve the chaos hooks that LOG_STORM needs",
+        ),
+        (
+            inject(ChaosKind::StopHeartbeats, "web", "web-1"),
+            Code::FailedPrecondition,
+            "STOP_HEARTBEATS",
+        ),
+        (
+            inject(ChaosKind::GrowMemory, "web", "web-1"),
+            Code::FailedPrecondition,
+            "GROW_MEMORY",
+        ),
+        (
+            inject(ChaosKind::CorruptData, "web", "web-1"),
+            Code::FailedPrecondition,
+            "HTTP 501",
         ),
     ];
     for (request, code, mention) in cases {

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,6 +35,11 @@ pub(crate) struct Args {
     /// Instance id sent with each heartbeat.
     #[arg(long, env = "ARO_INSTANCE")]
     pub(crate) instance: Option<String>,
+
+    /// File holding the data set to serve. Without it, the workload generates the same data
+    /// set at every start.
+    #[arg(long, env = "ARO_DATA_FILE")]
+    pub(crate) data_file: Option<PathBuf>,
 }
 
 impl Args {

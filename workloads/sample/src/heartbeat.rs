@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aro_proto::v1::HeartbeatRequest;
@@ -6,6 +8,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{info, warn};
+
+use crate::chaos::Chaos;
+use crate::data::DATA_SET;
+use crate::memory;
 
 /// Where and how often the workload reports that it is alive.
 #[derive(Debug)]
@@ -20,11 +26,12 @@ pub(crate) struct HeartbeatConfig {
 /// next heartbeat by at most this much.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Sends one heartbeat per interval until `shutdown` is cancelled. The channel connects
-/// lazily and connects again after a failed call, so a restarted detector receives heartbeats
-/// again without a restart of the workload. Failures are logged when they start and end, not
-/// once per heartbeat.
-pub(crate) async fn run(config: HeartbeatConfig, shutdown: CancellationToken) {
+/// Sends one heartbeat per interval until `shutdown` is cancelled, with the data set's
+/// checksum and the resident memory, except while `chaos` has heartbeats stopped. The channel
+/// connects lazily and connects again after a failed call, so a restarted detector receives
+/// heartbeats again without a restart of the workload. Failures are logged when they start
+/// and end, not once per heartbeat.
+pub(crate) async fn run(config: HeartbeatConfig, chaos: Arc<Chaos>, shutdown: CancellationToken) {
     let timeout = CALL_TIMEOUT.max(config.interval);
     let channel = config
         .endpoint
@@ -47,13 +54,20 @@ pub(crate) async fn run(config: HeartbeatConfig, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        if chaos.heartbeats_stopped() {
+            continue;
+        }
         sequence += 1;
         let request = HeartbeatRequest {
             workload: config.workload.clone(),
             instance: config.instance.clone(),
             sent_at: Some(aro_proto::time::now()),
             sequence,
-            ..Default::default()
+            data_checksums: HashMap::from([(
+                DATA_SET.to_owned(),
+                chaos.data.checksum().to_owned(),
+            )]),
+            rss_bytes: memory::resident_bytes().unwrap_or(0),
         };
         match client.heartbeat(request).await {
             Ok(response) => {

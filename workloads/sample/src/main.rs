@@ -1,10 +1,18 @@
-//! A sample workload for the engine to guard: it serves HTTP and pushes heartbeats to the
-//! detector. The heartbeat task and the HTTP server share one single-threaded runtime, so
-//! anything that stalls the runtime, a SIGSTOP included, silences both at once.
+//! A sample workload for the engine to guard. It serves a data set over HTTP and pushes
+//! heartbeats with the data's checksum and its resident memory to the detector. Its chaos
+//! hooks inject the faults that only a program can produce itself. The heartbeat task and the
+//! HTTP server share one single-threaded runtime, so anything that stalls the runtime, a
+//! SIGSTOP included, silences both at once.
 
 mod args;
+mod chaos;
+mod data;
 mod heartbeat;
+mod log_storm;
+mod memory;
 mod server;
+
+use std::sync::Arc;
 
 use clap::Parser;
 use tracing::info;
@@ -21,17 +29,26 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let heartbeat = args.heartbeat_config()?;
+    let data = data::DataSet::load(args.data_file.as_deref())?;
     let shutdown = server::shutdown_on_signal()?;
     info!(
         port = args.port,
         pid = std::process::id(),
+        data_checksum = %data.checksum(),
         "sample workload starting"
     );
 
+    let chaos = Arc::new(chaos::Chaos::new(data));
     if let Some(config) = heartbeat {
-        tokio::spawn(heartbeat::run(config, shutdown.clone()));
+        tokio::spawn(heartbeat::run(config, Arc::clone(&chaos), shutdown.clone()));
     }
-    server::serve(args.port, args.instance.unwrap_or_default(), shutdown).await?;
+    server::serve(
+        args.port,
+        args.instance.unwrap_or_default(),
+        chaos,
+        shutdown,
+    )
+    .await?;
     info!("sample workload stopped");
     Ok(())
 }

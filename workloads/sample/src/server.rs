@@ -1,4 +1,4 @@
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,13 +11,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::chaos::{self, Chaos};
+
 /// One request in this many is logged, so the log shows traffic without a line per probe.
 const LOG_EVERY: u64 = 100;
 
-/// Serves `GET /healthz` and `GET /` on `127.0.0.1:port` until `shutdown` is cancelled.
+/// Serves `GET /healthz`, `GET /`, the data set at `GET /data` and the chaos hooks on
+/// `127.0.0.1:port` until `shutdown` is cancelled.
 pub(crate) async fn serve(
     port: u16,
     instance: String,
+    chaos: Arc<Chaos>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
@@ -25,15 +29,21 @@ pub(crate) async fn serve(
         .with_context(|| format!("failed to bind 127.0.0.1:{port}"))?;
     let greeting = format!("sample workload {instance}\n");
     let requests = Arc::new(AtomicU64::new(0));
+    let data = Arc::clone(&chaos);
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(move || async move { greeting }))
+        .route("/data", get(move || async move { data.data.content() }))
+        .merge(chaos::routes(chaos))
         .layer(middleware::from_fn_with_state(requests, log_sampled));
     info!(addr = %listener.local_addr()?, "serving HTTP");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("HTTP server failed")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .context("HTTP server failed")
 }
 
 /// Logs the first request and every `LOG_EVERY`th after it.

@@ -1,9 +1,19 @@
-//! `aro bench`: latency percentiles over many injected crashes and hangs on real processes.
+//! `aro bench`: latency percentiles over many injected crashes and hangs on real processes,
+//! the detector's classification of every fault kind, and its phi accrual suspicion against a
+//! fixed timeout.
+
+mod arrivals;
+mod audit_log;
+mod classification;
+mod confusion;
+mod cpu_hog;
+mod detector_comparison;
+mod fleet_copy;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use aro_proto::v1;
 use aro_stack::timeline::{Timeline, percentile};
 use aro_stack::{Engine, Service};
@@ -22,16 +32,28 @@ pub(crate) struct Args {
     /// Hangs (SIGSTOP) to inject.
     #[arg(long, default_value_t = 50)]
     hangs: usize,
+
+    #[command(flatten)]
+    classification: classification::ClassificationArgs,
+
+    #[command(flatten)]
+    comparison: detector_comparison::ComparisonArgs,
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    // The benchmark measures the loop, not the guards: back-off and rate limits are set so that
-    // they never delay an action of the benchmark's own sequential injections. Its faults are
-    // independent, so the peer window is zero and storm detection is off: neither the policy
-    // nor the guards read them as an outage of the whole workload.
+/// Age an instance must have before a fault is injected into it. The detector does not count
+/// silence during an instance's first second of serving, so a hang injected earlier would
+/// measure the grace, not the detector.
+const MIN_AGE: Duration = Duration::from_millis(2500);
+
+/// Runs the parts that are asked for, on one local stack. The fleet runs from a copy of the
+/// workload file's directory in the run directory, so that corrupted files never touch the
+/// originals.
+pub(crate) async fn run(mut args: Args) -> anyhow::Result<()> {
+    // The benchmark measures the loop, not the guards: back-off, rate limits and storm
+    // detection are set so that they never delay an action of the benchmark's own sequential
+    // injections. Its faults are independent, so the peer window is zero and the policy does
+    // not read them as an outage of the whole workload.
     let brain_args = [
-        "--storm-threshold",
-        "0",
         "--peer-fault-window",
         "0s",
         "--backoff-base",
@@ -42,24 +64,80 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "1000",
         "--workload-rate",
         "1000",
+        "--storm-threshold",
+        "1000",
     ];
     let extra = HashMap::from([(Service::Brain, brain_args.map(str::to_owned).to_vec())]);
+    let root = aro_stack::repository_root()
+        .context("run aro from inside the repository, or set ARO_ROOT")?;
+    let run_dir = args.local.run_dir.clone().unwrap_or_else(|| {
+        root.join(".run")
+            .join(format!("bench-{}", std::process::id()))
+    });
+    let source = args
+        .local
+        .workloads
+        .clone()
+        .unwrap_or_else(|| root.join("deploy/local/fleet.toml"));
+    args.local.workloads = Some(fleet_copy::copy(&source, &run_dir.join("fleet"))?);
+    args.local.run_dir = Some(run_dir);
+
     println!("starting the local stack...");
     let (mut engine, run_dir) = super::local::start(&args.local, "bench", extra).await?;
-    println!("logs and JetStream store: {}", run_dir.display());
-    let result = inject_all(&mut engine, &args).await;
+    println!("logs, JetStream store and fleet: {}", run_dir.display());
+    let result = run_parts(&mut engine, &args).await;
     engine.stop().await;
-    let (crashes, hangs) = result?;
-    report("crash (SIGKILL)", &crashes);
-    report("hang (SIGSTOP)", &hangs);
-    let all: Vec<Timeline> = crashes.into_iter().chain(hangs).collect();
-    let decide: Vec<f64> = all.iter().filter_map(Timeline::decide_ms).collect();
-    println!(
-        "\nfault event to command (ms, n={}): {}",
-        decide.len(),
-        percentiles(&decide)
-    );
+    let reports = result?;
+
+    if let Some((crashes, hangs)) = reports.latency {
+        report("crash (SIGKILL)", &crashes);
+        report("hang (SIGSTOP)", &hangs);
+        let all: Vec<Timeline> = crashes.into_iter().chain(hangs).collect();
+        let decide: Vec<f64> = all.iter().filter_map(Timeline::decide_ms).collect();
+        println!(
+            "\nfault event to command (ms, n={}): {}",
+            decide.len(),
+            percentiles(&decide)
+        );
+    }
+    if let Some(classification) = reports.classification {
+        classification.print(&args.classification);
+    }
+    if let Some(comparison) = reports.comparison {
+        comparison.print();
+    }
     Ok(())
+}
+
+/// Results of the parts that ran.
+#[derive(Debug, Default)]
+struct Reports {
+    latency: Option<(Vec<Timeline>, Vec<Timeline>)>,
+    classification: Option<classification::Report>,
+    comparison: Option<detector_comparison::Report>,
+}
+
+async fn run_parts(engine: &mut Engine, args: &Args) -> anyhow::Result<Reports> {
+    let mut reports = Reports::default();
+    let incident_timeout = args.local.incident_timeout;
+    if args.crashes + args.hangs > 0 {
+        println!("crashes and hangs: {} + {}", args.crashes, args.hangs);
+        reports.latency = Some(inject_all(engine, args).await?);
+    }
+    if args.classification.count > 0 {
+        println!(
+            "classification: {} faults of mixed kinds",
+            args.classification.count
+        );
+        let report = classification::run(engine, &args.classification, incident_timeout).await?;
+        reports.classification = Some(report);
+    }
+    if args.comparison.enabled {
+        println!("detector comparison: idle, then under load");
+        let report = detector_comparison::run(engine, &args.comparison, incident_timeout).await?;
+        reports.comparison = Some(report);
+    }
+    Ok(reports)
 }
 
 async fn inject_all(
@@ -76,9 +154,10 @@ async fn inject_all(
     for (number, kind) in plan.enumerate() {
         let workload = if number % 4 < 2 { "web" } else { "beat" };
         let workloads = engine.wait_until_serving(Duration::from_secs(30)).await?;
-        let (instance, age) = steadiest_instance(&workloads, workload)?;
-        // The detector does not count silence during an instance's first second of serving,
-        // so a hang injected earlier would measure the grace, not the detector.
+        let (instance, _, age) = serving_instances(&workloads, workload)
+            .into_iter()
+            .max_by_key(|(_, _, age)| *age)
+            .ok_or_else(|| anyhow::anyhow!("workload {workload} has no serving instance"))?;
         if let Some(wait) = MIN_AGE.checked_sub(age) {
             tokio::time::sleep(wait).await;
         }
@@ -113,14 +192,11 @@ async fn inject_all(
     Ok((crashes, hangs))
 }
 
-/// Age an instance must have before a fault is injected into it.
-const MIN_AGE: Duration = Duration::from_millis(2500);
-
-/// Returns the serving instance of `workload` that started first, and its age.
-fn steadiest_instance(
+/// Serving instances of `workload` as (id, generation, age since their generation started).
+fn serving_instances(
     workloads: &[v1::WorkloadStatus],
     workload: &str,
-) -> anyhow::Result<(String, Duration)> {
+) -> Vec<(String, u64, Duration)> {
     let now = aro_proto::time::micros(Some(&aro_proto::time::now()));
     workloads
         .iter()
@@ -131,10 +207,34 @@ fn steadiest_instance(
             let reference = instance.r#ref.as_ref()?;
             let started = aro_proto::time::micros(instance.started_at.as_ref());
             let age = Duration::from_micros(u64::try_from(now - started).unwrap_or(0));
-            Some((reference.instance.clone(), age))
+            Some((reference.instance.clone(), reference.generation, age))
         })
-        .max_by_key(|(_, age)| *age)
-        .ok_or_else(|| anyhow::anyhow!("workload {workload} has no serving instance"))
+        .collect()
+}
+
+/// Reads the audit trail until the timeline of the injection has a fault, or `timeout`
+/// passed. Returns the timeline with its first fault, or `None` when none came in time.
+async fn first_fault(
+    engine: &mut Engine,
+    injection_id: &str,
+    timeout: Duration,
+) -> Option<Timeline> {
+    let chaos_id = format!("chaos-{injection_id}-injected");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let timeline = engine
+            .tracker
+            .timelines()
+            .into_iter()
+            .find(|timeline| timeline.chaos.id == chaos_id);
+        if timeline.as_ref().is_some_and(|t| t.fault.is_some()) {
+            return timeline;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        engine.settle(Duration::from_millis(50)).await;
+    }
 }
 
 fn percentiles(values: &[f64]) -> String {

@@ -1,6 +1,7 @@
 //! The process runtime: each instance is a child process of the deployer, in its own process
 //! group, with its output read line by line.
 
+mod memory;
 mod output;
 
 use std::collections::HashMap;
@@ -95,6 +96,7 @@ impl ProcessRuntime {
         command
             .args(&launch.args)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,6 +125,7 @@ impl ProcessRuntime {
     }
 }
 
+/// Sends `signal` to the process group that `pid` leads.
 fn send(key: &InstanceKey, pid: u32, signal: Signal) -> Result<()> {
     let group = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
     match killpg(group, signal) {
@@ -201,6 +204,17 @@ impl Runtime for ProcessRuntime {
 
         let (exit_sender, exit) = ExitWatch::channel();
         let stop_requested = Arc::new(AtomicBool::new(false));
+        let oom_killed = Arc::new(AtomicBool::new(false));
+        if let Some(limit) = launch.memory_limit {
+            let enforce = memory::enforce_limit(
+                key.clone(),
+                pid,
+                limit,
+                Arc::clone(&oom_killed),
+                exit.clone(),
+            );
+            tokio::spawn(enforce.instrument(span.clone()));
+        }
         self.running
             .lock()
             .expect("running-children lock poisoned")
@@ -216,6 +230,7 @@ impl Runtime for ProcessRuntime {
             child,
             key,
             stop_requested,
+            oom_killed,
             Arc::clone(&self.running),
             self.events.clone(),
             exit_sender,
@@ -289,6 +304,7 @@ async fn watch_exit(
     mut child: Child,
     key: InstanceKey,
     stop_requested: Arc<AtomicBool>,
+    oom_killed: Arc<AtomicBool>,
     running: Arc<Mutex<HashMap<InstanceKey, Running>>>,
     events: mpsc::UnboundedSender<RuntimeEvent>,
     exit_sender: watch::Sender<Option<Exit>>,
@@ -310,6 +326,7 @@ async fn watch_exit(
         code,
         signal,
         expected: stop_requested.load(Ordering::SeqCst),
+        oom_killed: oom_killed.load(Ordering::SeqCst),
         at,
     };
     let _ = events.send(RuntimeEvent::Exited {

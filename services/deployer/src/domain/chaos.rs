@@ -1,10 +1,12 @@
-//! Bookkeeping of fault injections: which are still active, pending crash-loop kills, and
-//! idempotency keys.
+//! Bookkeeping of fault injections: which are still active, pending crash-loop kills,
+//! backups of corrupted files, and idempotency keys.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aro_proto::v1::ChaosKind;
+
+use super::corruption::FileCorruption;
 
 /// Injections kept for idempotency keys and listing; the oldest inactive ones are dropped
 /// past this number.
@@ -12,6 +14,34 @@ const MAX_KEPT: usize = 1024;
 
 /// Default number of restarts a crash loop kills after the first kill.
 pub const DEFAULT_CRASH_LOOP_COUNT: u32 = 2;
+
+/// Error lines one log storm writes.
+pub const LOG_STORM_LINES: u32 = 2000;
+
+/// Time in which injected memory growth reaches the instance's memory limit.
+pub const GROWTH_TO_LIMIT_SECS: u64 = 16;
+
+/// Memory growth rate for an instance without a memory limit, in MiB per second.
+pub const UNLIMITED_GROWTH_MIB_PER_SEC: u64 = 16;
+
+/// Total growth for an instance without a memory limit, in MiB.
+pub const UNLIMITED_GROWTH_MAX_MIB: u64 = 1024;
+
+/// Returns the memory growth to inject into an instance with memory limit `limit` bytes, as
+/// (MiB per second, MiB in all). The growth reaches the limit in [`GROWTH_TO_LIMIT_SECS`]
+/// seconds, slowly enough for a trend to show, and stops at one and a half times the limit,
+/// past which the runtime ends the instance anyway.
+pub fn memory_growth(limit: Option<u64>) -> (u64, u64) {
+    const MIB: u64 = 1 << 20;
+    match limit {
+        Some(limit) => {
+            let limit_mib = limit.div_ceil(MIB);
+            let rate = limit_mib.div_ceil(GROWTH_TO_LIMIT_SECS).max(1);
+            (rate, limit_mib + limit_mib.div_ceil(2))
+        }
+        None => (UNLIMITED_GROWTH_MIB_PER_SEC, UNLIMITED_GROWTH_MAX_MIB),
+    }
+}
 
 /// One fault injection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,8 +56,23 @@ pub struct Injection {
     pub injected_at: SystemTime,
     /// Crash-loop kills still to come.
     pub remaining: u32,
+    /// For file corruption: what was overwritten, so that it can be put back.
+    pub file: Option<FileCorruption>,
     /// False once the injection is over: reverted, halted, or its target moved on.
     pub active: bool,
+}
+
+/// Returns whether a fault of `kind` lives in the target process, so that it ends when that
+/// process is restarted, replaced or isolated: a hang, and the faults a workload injects
+/// into itself through its chaos hooks.
+pub fn lives_in_process(kind: ChaosKind) -> bool {
+    matches!(
+        kind,
+        ChaosKind::Hang
+            | ChaosKind::StopHeartbeats
+            | ChaosKind::GrowMemory
+            | ChaosKind::CorruptData
+    )
 }
 
 /// Current status of an injection's target instance in the fleet.
@@ -52,13 +97,14 @@ impl ChaosBook {
         self.injections.iter().find(|injection| &injection.id == id)
     }
 
-    /// Records a new injection and returns it as recorded. A kill is over as soon as it is
-    /// sent; a hang or a crash loop with kills to come stays active.
+    /// Records a new injection and returns it as recorded. A kill or a log storm is over as
+    /// soon as it is sent. A fault that lives in the process, a corrupted file and a crash
+    /// loop with kills to come stay active.
     pub fn insert(&mut self, mut injection: Injection, key: Option<&str>) -> Injection {
         injection.active = match injection.kind {
-            ChaosKind::Hang => true,
+            ChaosKind::CorruptFile => true,
             ChaosKind::CrashLoop => injection.remaining > 0,
-            _ => false,
+            kind => lives_in_process(kind),
         };
         if let Some(key) = key.filter(|key| !key.is_empty()) {
             self.keys.insert(key.to_owned(), injection.id.clone());
@@ -112,16 +158,19 @@ impl ChaosBook {
         })
     }
 
-    /// Active injections, after ending those whose target moved on: a hang ends when its
-    /// generation is no longer current, a crash loop when its instance is isolated or gone.
+    /// Active injections, after ending those whose target moved on: a fault that lives in
+    /// the process ends when its generation is no longer current, a crash loop when its
+    /// instance is isolated or gone. A corrupted file outlives its instance, so it stays
+    /// active until it is halted.
     pub fn active(&mut self, status: impl Fn(&str, &str) -> TargetStatus) -> Vec<Injection> {
         for injection in self.injections.iter_mut().filter(|i| i.active) {
             let target = status(&injection.workload, &injection.instance);
             injection.active = match (injection.kind, target) {
-                (ChaosKind::Hang, TargetStatus::Current { generation }) => {
-                    generation == injection.generation
-                }
+                (ChaosKind::CorruptFile, _) => true,
                 (ChaosKind::CrashLoop, TargetStatus::Current { .. }) => injection.remaining > 0,
+                (kind, TargetStatus::Current { generation }) => {
+                    lives_in_process(kind) && generation == injection.generation
+                }
                 _ => false,
             };
         }
@@ -139,6 +188,22 @@ impl ChaosBook {
             injection.active = false;
         }
         halted
+    }
+
+    /// Ends every active file corruption and returns them, newest first, so that undoing
+    /// them in that order restores overlapping ranges correctly.
+    pub fn end_file_corruptions(&mut self) -> Vec<Injection> {
+        let mut ended: Vec<Injection> = self
+            .injections
+            .iter_mut()
+            .filter(|injection| injection.active && injection.kind == ChaosKind::CorruptFile)
+            .map(|injection| {
+                injection.active = false;
+                injection.clone()
+            })
+            .collect();
+        ended.reverse();
+        ended
     }
 
     fn trim(&mut self) {

@@ -29,6 +29,10 @@ pub struct WorkloadSpec {
     pub start_timeout: Duration,
     /// Files whose sha256 must stay the same as when the deployer started.
     pub checksum_files: Vec<PathBuf>,
+    /// Resident memory an instance may use, in bytes.
+    pub memory_limit: Option<u64>,
+    /// sha256 the executable must have, as `sha256:<hex>` in lowercase.
+    pub artifact_digest: Option<String>,
     pub health: HealthSpec,
     /// Set when the program pushes heartbeats to the detector itself, at this interval.
     pub heartbeat_interval: Option<Duration>,
@@ -148,6 +152,8 @@ mod tests {
             replicas: 2,
             start_timeout: Duration::from_secs(10),
             checksum_files: Vec::new(),
+            memory_limit: None,
+            artifact_digest: None,
             health: HealthSpec {
                 check,
                 interval: Duration::from_millis(250),

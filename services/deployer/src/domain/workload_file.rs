@@ -13,6 +13,10 @@
 //! interval = "250ms"
 //! timeout = "200ms"
 //! ```
+//!
+//! Optional fields of a workload: `args`, `env`, `replicas`, `start_timeout`,
+//! `checksum_files`, `memory_limit` (`"256MiB"`), `artifact_digest` (`"sha256:<hex>"`) and a
+//! `[workload.heartbeat]` table with its `interval`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::byte_size;
 use super::template::{Placeholders, Template};
 use super::workload::{CheckSpec, HealthSpec, RESERVED_ENV, TcpPort, WorkloadSpec};
 
@@ -33,6 +38,12 @@ pub const MAX_NAME_LEN: usize = 52;
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Smallest memory limit accepted: no process runs in less.
+pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
+/// Prefix of an artifact digest; sha256 is the one algorithm the deployer computes.
+const DIGEST_PREFIX: &str = "sha256:";
 
 /// Error in a workload file. Every message names the file; errors about one workload name
 /// it (or its position when it has no name) and the field.
@@ -84,6 +95,8 @@ named_field!(env_field, "env", BTreeMap<String, String>);
 named_field!(replicas_field, "replicas", i64);
 named_field!(start_timeout_field, "start_timeout", Option<String>);
 named_field!(checksum_files_field, "checksum_files", Vec<String>);
+named_field!(memory_limit_field, "memory_limit", Option<String>);
+named_field!(artifact_digest_field, "artifact_digest", Option<String>);
 named_field!(tcp_field, "health.tcp", Option<String>);
 named_field!(http_field, "health.http", Option<String>);
 named_field!(grpc_field, "health.grpc", Option<String>);
@@ -109,6 +122,10 @@ struct RawWorkload {
     start_timeout: Option<String>,
     #[serde(default, deserialize_with = "checksum_files_field")]
     checksum_files: Vec<String>,
+    #[serde(default, deserialize_with = "memory_limit_field")]
+    memory_limit: Option<String>,
+    #[serde(default, deserialize_with = "artifact_digest_field")]
+    artifact_digest: Option<String>,
     health: RawHealth,
     heartbeat: Option<RawHeartbeat>,
 }
@@ -228,6 +245,7 @@ impl Context<'_> {
             .map(|(i, arg)| self.template(&format!("args[{i}]"), arg))
             .collect::<Result<_>>()?;
         let env = self.env(raw.env)?;
+
         let replicas = self.replicas(raw.replicas)?;
         let start_timeout =
             self.duration("start_timeout", raw.start_timeout, DEFAULT_START_TIMEOUT)?;
@@ -243,6 +261,16 @@ impl Context<'_> {
                 }
             })
             .collect::<Result<_>>()?;
+
+        let memory_limit = raw
+            .memory_limit
+            .map(|value| self.memory_limit(&value))
+            .transpose()?;
+        let artifact_digest = raw
+            .artifact_digest
+            .map(|value| self.artifact_digest(&value))
+            .transpose()?;
+
         let health = self.health(raw.health)?;
         let heartbeat_interval = match raw.heartbeat {
             Some(heartbeat) => Some(self.duration(
@@ -260,9 +288,49 @@ impl Context<'_> {
             replicas,
             start_timeout,
             checksum_files,
+            memory_limit,
+            artifact_digest,
             health,
             heartbeat_interval,
         })
+    }
+
+    fn memory_limit(&self, value: &str) -> Result<u64> {
+        let bytes =
+            byte_size::parse(value).map_err(|message| self.field("memory_limit", message))?;
+        if bytes < MIN_MEMORY_LIMIT {
+            return Err(self.field(
+                "memory_limit",
+                format!("{value:?} is below the minimum of 1MiB"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Checks a `sha256:<hex>` digest and returns it in lowercase, the form the deployer
+    /// computes.
+    fn artifact_digest(&self, value: &str) -> Result<String> {
+        let invalid = |problem: &str| {
+            self.field(
+                "artifact_digest",
+                format!("{value:?} {problem}: expected \"sha256:\" and 64 hexadecimal digits"),
+            )
+        };
+        let Some(hex) = value.strip_prefix(DIGEST_PREFIX) else {
+            return Err(invalid("does not start with \"sha256:\""));
+        };
+        if hex.len() != 64 {
+            return Err(invalid(&format!(
+                "has {} digits after the prefix",
+                hex.len()
+            )));
+        }
+        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid(
+                "contains a character that is not a hexadecimal digit",
+            ));
+        }
+        Ok(format!("{DIGEST_PREFIX}{}", hex.to_ascii_lowercase()))
     }
 
     fn name(&self, name: String) -> Result<String> {

@@ -1,4 +1,7 @@
-//! Fault injection: kills, hangs and crash loops on purpose, each recorded as a chaos event.
+//! Fault injection: kills, hangs, crash loops, corrupted files and the faults a workload
+//! produces through its own chaos hooks, on purpose, each recorded as a chaos event.
+
+mod effects;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +15,8 @@ use tracing::{Instrument, error, info, info_span};
 use super::Supervisor;
 use crate::backend::{self, FaultSignal, InstanceKey, Runtime};
 use crate::convert::timestamp;
-use crate::domain::chaos::{DEFAULT_CRASH_LOOP_COUNT, Injection, TargetStatus};
-use crate::domain::fleet::State;
+use crate::domain::chaos::{DEFAULT_CRASH_LOOP_COUNT, Injection, TargetStatus, lives_in_process};
+use crate::domain::fleet::{InstanceRecord, State};
 use crate::domain::ids;
 use crate::metrics::KindLabels;
 
@@ -30,6 +33,8 @@ pub struct InjectRequest {
     /// For hangs: resume after this long.
     pub duration: Option<Duration>,
     pub idempotency_key: String,
+    /// For file corruption: the declared file; empty picks the first.
+    pub path: String,
 }
 
 /// Reasons an injection was not made.
@@ -44,10 +49,10 @@ pub enum ChaosError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("{0} injection is not supported by the process runtime")]
-    Unsupported(&'static str),
     #[error("injecting the fault failed: {0}")]
     Runtime(#[source] backend::Error),
+    #[error("injecting the fault failed: {0}")]
+    Internal(String),
 }
 
 fn kind_name(kind: ChaosKind) -> &'static str {
@@ -61,8 +66,10 @@ impl<R: Runtime> Supervisor<R> {
     ///
     /// # Errors
     ///
-    /// Rejects a request without workload or kind, an unknown workload or instance, and a
-    /// target that is isolated or not running.
+    /// Rejects a request without workload or kind, an unknown workload or instance, a target
+    /// that is isolated or not running, a file corruption of an instance without declared
+    /// files or of a path it does not declare, and a hook fault of a program without the
+    /// chaos hooks.
     pub async fn inject(self: &Arc<Self>, request: InjectRequest) -> Result<Injection, ChaosError> {
         if request.workload.is_empty() {
             return Err(ChaosError::InvalidArgument {
@@ -74,7 +81,9 @@ impl<R: Runtime> Supervisor<R> {
             Ok(ChaosKind::Unspecified) => {
                 return Err(ChaosError::InvalidArgument {
                     field: "kind",
-                    message: "the kind is required: KILL, HANG or CRASH_LOOP".to_owned(),
+                    message: "the kind is required: KILL, HANG, CRASH_LOOP, CORRUPT_FILE, \
+                              LOG_STORM, STOP_HEARTBEATS, GROW_MEMORY or CORRUPT_DATA"
+                        .to_owned(),
                 });
             }
             Ok(kind) => kind,
@@ -86,31 +95,20 @@ impl<R: Runtime> Supervisor<R> {
             }
         };
 
-        let signal = match kind {
-            ChaosKind::Kill | ChaosKind::CrashLoop => FaultSignal::Kill,
-            ChaosKind::Hang => FaultSignal::Freeze,
-            // TODO: file corruption and the sample workload's own faults (log storm, heartbeat
-            // loss, memory growth, data corruption) are not injected yet.
-            other => return Err(ChaosError::Unsupported(kind_name(other))),
-        };
-
         let _serial = self.chaos_injecting.lock().await;
         if !request.idempotency_key.is_empty()
             && let Some(existing) = self.chaos_book().by_key(&request.idempotency_key)
         {
             return Ok(existing.clone());
         }
-        let key = self.pick_target(&request.workload, &request.instance)?;
-        let injected_at = self
-            .runtime
-            .inject(&key, signal)
-            .map_err(|error| match error {
-                backend::Error::NotRunning(_) => ChaosError::FailedPrecondition(format!(
-                    "instance {} is not running",
-                    key.instance
-                )),
-                other => ChaosError::Runtime(other),
-            })?;
+        let record = self.pick_target(&request.workload, &request.instance)?;
+        let key = InstanceKey {
+            workload: record.workload.clone(),
+            instance: record.id.clone(),
+            generation: record.generation,
+        };
+        let applied = self.apply(kind, &record, &request).await?;
+        let injected_at = applied.injected_at;
 
         let remaining = match (kind, request.count) {
             (ChaosKind::CrashLoop, 0) => DEFAULT_CRASH_LOOP_COUNT,
@@ -125,6 +123,7 @@ impl<R: Runtime> Supervisor<R> {
             generation: key.generation,
             injected_at,
             remaining,
+            file: applied.file,
             active: false,
         };
         let injection = self
@@ -145,10 +144,11 @@ impl<R: Runtime> Supervisor<R> {
             "fault injected"
         );
         let message = format!(
-            "{} {} generation {}",
+            "{} {} generation {}{}",
             kind_name(kind),
             key.instance,
-            key.generation
+            key.generation,
+            applied.detail
         );
         self.publish_chaos(&injection, "injected", message).await;
 
@@ -161,7 +161,7 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Finds the instance a request targets: the named one, or a random serving one.
-    fn pick_target(&self, workload: &str, instance: &str) -> Result<InstanceKey, ChaosError> {
+    fn pick_target(&self, workload: &str, instance: &str) -> Result<InstanceRecord, ChaosError> {
         let fleet = self.fleet();
         if fleet.spec(workload).is_none() {
             return Err(ChaosError::NotFound(format!(
@@ -194,11 +194,7 @@ impl<R: Runtime> Supervisor<R> {
                 "instance {} is not running",
                 record.id
             ))),
-            State::Starting | State::Serving => Ok(InstanceKey {
-                workload: record.workload.clone(),
-                instance: record.id.clone(),
-                generation: record.generation,
-            }),
+            State::Starting | State::Serving => Ok(record.clone()),
         }
     }
 
@@ -282,43 +278,66 @@ impl<R: Runtime> Supervisor<R> {
             .active(|workload, instance| lookup(&statuses, workload, instance))
     }
 
-    /// Ends every active injection: hung instances are resumed (unless a recovery isolated or
-    /// restarted them meanwhile), pending crash-loop kills are cancelled. Returns how many
-    /// were halted.
+    /// Ends every active injection, newest first: hung instances are resumed and hook faults
+    /// reset (unless a recovery isolated or restarted the instance meanwhile), corrupted files
+    /// get their bytes back, pending crash-loop kills are cancelled. Returns how many were
+    /// halted.
     pub async fn halt_all(&self) -> u32 {
         let _serial = self.chaos_injecting.lock().await;
         let statuses = self.target_statuses();
         let halted = self
             .chaos_book()
             .halt_all(|workload, instance| lookup(&statuses, workload, instance));
-        for injection in &halted {
-            let message = if injection.kind == ChaosKind::Hang {
-                // The command lock keeps a recovery from isolating the instance in between.
-                let lock = self.instance_lock(&injection.workload, &injection.instance);
-                let _instance_guard = lock.lock().await;
-                let status = self.target_status(&injection.workload, &injection.instance);
-                let current = TargetStatus::Current {
-                    generation: injection.generation,
-                };
-                if status == current {
-                    self.send_resume(injection);
-                    format!(
-                        "{} generation {} resumed",
-                        injection.instance, injection.generation
-                    )
-                } else {
-                    format!("{} was recovered meanwhile, left as is", injection.instance)
-                }
-            } else {
-                format!(
+        for injection in halted.iter().rev() {
+            let message = match injection.kind {
+                ChaosKind::CrashLoop => format!(
                     "{} crash-loop kills cancelled for {}",
                     injection.remaining, injection.instance
-                )
+                ),
+                ChaosKind::CorruptFile => self.undo_corruption(injection).await,
+                kind if lives_in_process(kind) => self.revert_in_process(injection).await,
+                _ => format!("{} needed no revert", injection.instance),
             };
             self.publish_chaos(injection, "halted", message).await;
         }
         info!(halted = halted.len(), "halted all injections");
         u32::try_from(halted.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Reverts a fault that lives in the target process, under the command lock so that a
+    /// recovery does not isolate the instance in between. Returns what was done.
+    async fn revert_in_process(&self, injection: &Injection) -> String {
+        let lock = self.instance_lock(&injection.workload, &injection.instance);
+        let _instance_guard = lock.lock().await;
+        let status = self.target_status(&injection.workload, &injection.instance);
+        let current = TargetStatus::Current {
+            generation: injection.generation,
+        };
+        if status != current {
+            return format!("{} was recovered meanwhile, left as is", injection.instance);
+        }
+        if injection.kind == ChaosKind::Hang {
+            self.send_resume(injection);
+            return format!(
+                "{} generation {} resumed",
+                injection.instance, injection.generation
+            );
+        }
+        self.reset_hooks(injection).await
+    }
+
+    /// Puts back the bytes of every file that an injection corrupted and that no HaltAll
+    /// restored, when the deployer stops.
+    ///
+    /// NOTE: the backups live in memory, so a deployer that is killed (SIGKILL, a crash)
+    /// leaves a corrupted file as it is.
+    pub(super) async fn undo_file_corruptions(&self) {
+        let _serial = self.chaos_injecting.lock().await;
+        let corruptions = self.chaos_book().end_file_corruptions();
+        for injection in &corruptions {
+            let message = self.undo_corruption(injection).await;
+            self.publish_chaos(injection, "reverted", message).await;
+        }
     }
 
     async fn publish_chaos(&self, injection: &Injection, phase: &str, message: String) {

@@ -1,13 +1,15 @@
-//! Execution of recovery commands: restart in place and replace, each verified.
+//! Execution of recovery commands: restart in place and replace, each verified. A
+//! replacement starts from the checksum files' start-up content.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use aro_proto::v1::{Action, Command, InstanceRef, Outcome, OutcomeStatus};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::{Spawned, Supervisor, Verification};
 use crate::backend::{self, FaultSignal, InstanceKey, Runtime};
+use crate::checksum_file;
 use crate::convert::{self, timestamp};
 use crate::domain::ids;
 use crate::domain::plan::{self, Facts, Plan, TargetView, action_name};
@@ -273,6 +275,7 @@ impl<R: Runtime> Supervisor<R> {
         }
         outcome.isolated_at = Some(timestamp(SystemTime::now()));
         self.schedule_removal(key);
+        let restored = self.restore_declared_files(&target.workload).await;
 
         let spawned = match self.spawn_fresh(&target.workload, slot).await {
             Ok(spawned) => spawned,
@@ -293,6 +296,46 @@ impl<R: Runtime> Supervisor<R> {
         outcome.replacement = Some(convert::key_ref(&fresh, &self.settings.node));
         let verification = self.verify(spawned).await;
         record_verification(outcome, &fresh, &verification);
+        if !restored.is_empty() {
+            outcome.message = format!("{} ({})", outcome.message, restored.join("; "));
+        }
+    }
+
+    /// Gives the workload's checksum files their start-up content back where it changed, so
+    /// that a fresh instance starts from pristine files as it starts from the pristine
+    /// executable. Returns a note for each file that changed.
+    async fn restore_declared_files(&self, workload: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        for file in self.declared_files(workload) {
+            // A file that cannot be hashed (deleted, unreadable) is restored too.
+            if let Ok(digest) = self.digests.sha256(file.path.clone()).await
+                && digest == file.digest
+            {
+                continue;
+            }
+            let path = file.path.display().to_string();
+            let copy = file.clone();
+            let restored = tokio::task::spawn_blocking(move || checksum_file::restore(&copy))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|result| result);
+            let note = match restored {
+                Ok(true) => {
+                    info!(%workload, %path, "restored a changed checksum file from its start-up copy");
+                    format!("restored {path} from its start-up copy")
+                }
+                Ok(false) => {
+                    warn!(%workload, %path, "a checksum file changed and has no start-up copy to restore");
+                    format!("{path} changed and has no start-up copy to restore")
+                }
+                Err(error) => {
+                    error!(%workload, %path, %error, "restoring a checksum file failed");
+                    format!("restoring {path} failed: {error}")
+                }
+            };
+            notes.push(note);
+        }
+        notes
     }
 }
 

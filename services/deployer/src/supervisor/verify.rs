@@ -142,7 +142,8 @@ impl<R: Runtime> Supervisor<R> {
                 artifact.digest
             ));
         }
-        for (path, expected) in &artifact.files {
+        for file in &artifact.files {
+            let (path, expected) = (&file.path, &file.digest);
             match self.digests.sha256(path.clone()).await {
                 Ok(digest) if &digest == expected => {}
                 Ok(digest) => {

@@ -9,6 +9,7 @@ fn injection(id: &str, kind: ChaosKind, remaining: u32) -> Injection {
         generation: 1,
         injected_at: SystemTime::UNIX_EPOCH,
         remaining,
+        file: None,
         active: false,
     }
 }
@@ -131,4 +132,62 @@ fn history_is_bounded() {
     assert_eq!(book.injections.len(), MAX_KEPT);
     assert!(book.by_key("key-0").is_none());
     assert!(book.by_key(&format!("key-{}", MAX_KEPT + 9)).is_some());
+}
+
+#[test]
+fn hook_faults_end_with_their_generation() {
+    for kind in [
+        ChaosKind::StopHeartbeats,
+        ChaosKind::GrowMemory,
+        ChaosKind::CorruptData,
+    ] {
+        let mut book = ChaosBook::default();
+        book.insert(injection("inj-1", kind, 0), None);
+        assert_eq!(book.active(current(1)).len(), 1, "{kind:?}");
+        assert!(book.active(current(2)).is_empty(), "{kind:?}");
+    }
+}
+
+#[test]
+fn log_storm_is_never_active() {
+    let mut book = ChaosBook::default();
+    book.insert(injection("inj-1", ChaosKind::LogStorm, 0), None);
+    assert!(book.active(current(1)).is_empty());
+}
+
+#[test]
+fn corrupted_file_outlives_its_instance() {
+    let mut book = ChaosBook::default();
+    book.insert(injection("inj-1", ChaosKind::CorruptFile, 0), None);
+    assert_eq!(book.active(|_, _| TargetStatus::Gone).len(), 1);
+    assert_eq!(book.active(current(5)).len(), 1);
+}
+
+#[test]
+fn file_corruptions_end_newest_first() {
+    let mut book = ChaosBook::default();
+    book.insert(injection("inj-1", ChaosKind::CorruptFile, 0), None);
+    book.insert(injection("inj-2", ChaosKind::Hang, 0), None);
+    book.insert(injection("inj-3", ChaosKind::CorruptFile, 0), None);
+    let ended = book.end_file_corruptions();
+    let ids: Vec<&str> = ended.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["inj-3", "inj-1"]);
+    let still: Vec<String> = book.active(current(1)).into_iter().map(|i| i.id).collect();
+    assert_eq!(still, ["inj-2"]);
+    assert!(book.end_file_corruptions().is_empty());
+}
+
+#[test]
+fn memory_growth_reaches_the_limit_in_time() {
+    assert_eq!(memory_growth(Some(256 << 20)), (16, 384));
+    assert_eq!(memory_growth(Some(1 << 20)), (1, 2));
+    assert_eq!(memory_growth(Some((1 << 30) + 1)), (65, 1538));
+}
+
+#[test]
+fn memory_growth_without_limit_is_bounded() {
+    assert_eq!(
+        memory_growth(None),
+        (UNLIMITED_GROWTH_MIB_PER_SEC, UNLIMITED_GROWTH_MAX_MIB)
+    );
 }

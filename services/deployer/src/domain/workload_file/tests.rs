@@ -60,6 +60,8 @@ env = { RUST_LOG = "debug", TAG = "{instance}" }
 replicas = 3
 start_timeout = "5s"
 checksum_files = ["/etc/hostname"]
+memory_limit = "256MiB"
+artifact_digest = "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
 
 [workload.health]
 grpc = "127.0.0.1:{port}"
@@ -86,6 +88,13 @@ exec = ["true"]
     assert_eq!(beat.replicas, 3);
     assert_eq!(beat.start_timeout, Duration::from_secs(5));
     assert_eq!(beat.checksum_files, [PathBuf::from("/etc/hostname")]);
+    assert_eq!(beat.memory_limit, Some(256 << 20));
+    assert_eq!(
+        beat.artifact_digest.as_deref(),
+        Some("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    assert_eq!(specs[1].memory_limit, None);
+    assert_eq!(specs[1].artifact_digest, None);
     assert!(matches!(beat.health.check, CheckSpec::Grpc(_)));
     assert_eq!(beat.health.interval, Duration::from_millis(100));
     assert_eq!(beat.health.timeout, Duration::from_millis(50));
@@ -100,6 +109,17 @@ fn demo_fleet_file_is_valid() {
     let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
     assert_eq!(names, ["web", "beat"]);
     assert!(specs[1].heartbeat_interval.is_some());
+    assert_eq!(specs[1].memory_limit, Some(256 << 20));
+    assert_eq!(specs[1].checksum_files, [PathBuf::from("beat-data.txt")]);
+}
+
+#[test]
+fn end_to_end_fleet_file_is_valid() {
+    let text = include_str!("../../../../../tests/e2e/fleet.toml");
+    let specs = parse_ok(text);
+    assert_eq!(specs[1].name, "beat");
+    assert!(specs[1].memory_limit.is_some());
+    assert_eq!(specs[1].checksum_files.len(), 1);
 }
 
 #[test]
@@ -341,4 +361,160 @@ fn invalid_environment_name_is_rejected() {
 fn empty_checksum_path_is_rejected() {
     let message = parse_err(&workload("checksum_files = [\"\"]", HTTP));
     assert_mentions(&message, &[FILE, "field checksum_files[0]", "empty path"]);
+}
+
+const DIGEST_HEX: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+#[test]
+fn memory_limit_without_unit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"268435456\"", HTTP));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "\"web\"",
+            "field memory_limit",
+            "\"268435456\"",
+            "no unit",
+        ],
+    );
+}
+
+#[test]
+fn memory_limit_with_unknown_unit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"256 megs\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field memory_limit", "\"256 megs\"", "unknown unit"],
+    );
+}
+
+#[test]
+fn fractional_memory_limit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"1.5GiB\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field memory_limit", "\"1.5GiB\"", "whole number"],
+    );
+}
+
+#[test]
+fn memory_limit_without_number_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"MiB\"", HTTP));
+    assert_mentions(&message, &[FILE, "field memory_limit", "\"MiB\""]);
+}
+
+#[test]
+fn negative_memory_limit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"-256MiB\"", HTTP));
+    assert_mentions(&message, &[FILE, "field memory_limit", "\"-256MiB\""]);
+}
+
+#[test]
+fn zero_memory_limit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"0MiB\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field memory_limit", "\"0MiB\"", "below the minimum"],
+    );
+}
+
+#[test]
+fn memory_limit_below_minimum_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"512KiB\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field memory_limit", "\"512KiB\"", "1MiB"],
+    );
+}
+
+#[test]
+fn overlarge_memory_limit_is_rejected() {
+    let message = parse_err(&workload("memory_limit = \"99999999TiB\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field memory_limit", "\"99999999TiB\"", "too large"],
+    );
+}
+
+#[test]
+fn memory_limit_of_wrong_type_is_rejected() {
+    let message = parse_err(&workload("memory_limit = 268435456", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field memory_limit", "268435456"],
+    );
+}
+
+#[test]
+fn artifact_digest_without_prefix_is_rejected() {
+    let message = parse_err(&workload(
+        &format!("artifact_digest = \"{DIGEST_HEX}\""),
+        HTTP,
+    ));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "\"web\"",
+            "field artifact_digest",
+            DIGEST_HEX,
+            "\"sha256:\"",
+        ],
+    );
+}
+
+#[test]
+fn artifact_digest_of_other_algorithm_is_rejected() {
+    let message = parse_err(&workload(
+        "artifact_digest = \"md5:900150983cd24fb0d6963f7d28e17f72\"",
+        HTTP,
+    ));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "field artifact_digest",
+            "md5:900150983cd24fb0d6963f7d28e17f72",
+        ],
+    );
+}
+
+#[test]
+fn short_artifact_digest_is_rejected() {
+    let message = parse_err(&workload("artifact_digest = \"sha256:abc\"", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field artifact_digest", "\"sha256:abc\"", "3 digits"],
+    );
+}
+
+#[test]
+fn artifact_digest_with_non_hex_digit_is_rejected() {
+    let digest = format!("sha256:{}", DIGEST_HEX.replace('a', "g"));
+    let message = parse_err(&workload(&format!("artifact_digest = \"{digest}\""), HTTP));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "field artifact_digest",
+            &digest,
+            "not a hexadecimal digit",
+        ],
+    );
+}
+
+#[test]
+fn empty_artifact_digest_is_rejected() {
+    let message = parse_err(&workload("artifact_digest = \"\"", HTTP));
+    assert_mentions(&message, &[FILE, "field artifact_digest", "\"\""]);
+}
+
+#[test]
+fn artifact_digest_of_wrong_type_is_rejected() {
+    let message = parse_err(&workload("artifact_digest = true", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field artifact_digest", "true"],
+    );
 }
