@@ -28,10 +28,10 @@ pub async fn wait_for_health(addr: SocketAddr, timeout: Duration) -> bool {
             let request = HealthCheckRequest {
                 service: String::new(),
             };
-            if let Ok(response) = client.check(request).await {
-                if response.into_inner().status() == ServingStatus::Serving {
-                    return true;
-                }
+            if let Ok(response) = client.check(request).await
+                && response.into_inner().status() == ServingStatus::Serving
+            {
+                return true;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -556,10 +556,11 @@ impl Brain {
                 source: source.as_str_name().to_owned(),
             })
             .inc();
-        if let Some(detected) = incident.fault_detected_at.as_ref() {
-            if let Some(ms) = time::millis_between(Some(detected), command.issued_at.as_ref()) {
-                self.metrics.decide_seconds.observe(ms / 1e3);
-            }
+        if let Some(ms) = time::millis_between(
+            incident.fault_detected_at.as_ref(),
+            command.issued_at.as_ref(),
+        ) {
+            self.metrics.decide_seconds.observe(ms / 1e3);
         }
         info!(
             incident_id = %incident.id,

@@ -75,7 +75,7 @@ impl IncidentStore {
     ) -> Result<u64, IncidentError> {
         let id = incident.id.as_str();
         let value = incident.encode_to_vec().into();
-        let result = if revision == 0 {
+        if revision == 0 {
             self.store.create(id, value).await.map_err(|error| {
                 if error.kind() == kv::CreateErrorKind::AlreadyExists {
                     IncidentError::Conflict { id: id.to_owned() }
@@ -100,8 +100,7 @@ impl IncidentStore {
                         }
                     }
                 })
-        };
-        result
+        }
     }
 
     /// Lists stored incidents, newest first, optionally of one workload.

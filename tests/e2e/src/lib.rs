@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
 use aro_proto::v1;
 use aro_stack::timeline::Timeline;
@@ -12,13 +12,12 @@ use aro_stack::{Engine, StackConfig};
 
 /// The end-to-end tests share two cores; running them one at a time keeps a loaded machine
 /// from turning into false hang detections.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
-/// Takes the lock that runs end-to-end tests one at a time.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Takes the lock that runs end-to-end tests one at a time. It is held for a whole test, across
+/// await points; each test has its own runtime, and a failed test releases it as it unwinds.
+pub async fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 /// Repository root.

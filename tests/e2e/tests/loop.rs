@@ -18,7 +18,7 @@ async fn settle_start_up_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_is_recovered_once() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("kill")).await;
     let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Kill, "web").await;
 
@@ -46,7 +46,7 @@ async fn kill_is_recovered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_of_heartbeat_workload_is_recovered_once() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("hang-beat")).await;
     settle_start_up_grace().await;
     let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Hang, "beat").await;
@@ -61,7 +61,7 @@ async fn hang_of_heartbeat_workload_is_recovered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_of_probed_workload_is_recovered_once() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("hang-web")).await;
     settle_start_up_grace().await;
     let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Hang, "web").await;
@@ -76,7 +76,7 @@ async fn hang_of_probed_workload_is_recovered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_climbs_the_ladder_to_recovery() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("crash-loop")).await;
     let (injection, timeline) =
         inject_and_follow(&mut engine, v1::ChaosKind::CrashLoop, "beat").await;
@@ -105,7 +105,7 @@ async fn crash_loop_climbs_the_ladder_to_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_mid_incident_loses_nothing() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("nats-restart")).await;
     // A hang takes about a second to detect: NATS restarts while the incident is open.
     let injection = engine
@@ -145,7 +145,7 @@ async fn nats_restart_mid_incident_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brain_restart_acts_once_per_fault() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("brain-restart")).await;
     engine.stack.kill_service(Service::Brain).await;
     let first = engine
@@ -193,7 +193,7 @@ async fn brain_restart_acts_once_per_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_leaves_no_process_behind() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut engine = start(config("stop")).await;
     let workloads = engine
         .wait_until_serving(Duration::from_secs(10))

@@ -160,8 +160,8 @@ fn print_summary(timelines: &[Timeline]) {
     let ms =
         |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.1}"));
     println!(
-        "\n{:<22} {:<12} {:>7} {:>12} {:>14} {:>14}  {}",
-        "fault", "instance", "faults", "detect ms", "fault→cmd ms", "recover ms", "actions"
+        "\n{:<22} {:<12} {:>7} {:>12} {:>14} {:>14}  actions",
+        "fault", "instance", "faults", "detect ms", "fault→cmd ms", "recover ms"
     );
     for timeline in timelines {
         let actions: Vec<&str> = timeline

@@ -30,8 +30,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner();
     println!("runtime: {}", response.runtime);
     println!(
-        "{:<10} {:<14} {:>4} {:<10} {:>7}  {}",
-        "workload", "instance", "gen", "state", "pid", "artifact"
+        "{:<10} {:<14} {:>4} {:<10} {:>7}  artifact",
+        "workload", "instance", "gen", "state", "pid"
     );
     for workload in response.workloads {
         for instance in workload.instances {
@@ -64,8 +64,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let incidents = brain.list_incidents(request).await?.into_inner().incidents;
     println!(
-        "\n{:<28} {:<20} {:<10} {:>7}  {}",
-        "incident", "fault", "state", "actions", "reason"
+        "\n{:<28} {:<20} {:<10} {:>7}  reason",
+        "incident", "fault", "state", "actions"
     );
     for incident in incidents {
         println!(
