@@ -29,11 +29,12 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
-## bench: latency percentiles over 50 crashes and 50 hangs on real processes, and of one
-## policy inference.
+## bench: one policy inference; then on real processes 50 crashes and 50 hangs, 100 faults of
+## every kind for the classification table, and phi against a fixed timeout on an idle and a
+## saturated machine with 10-minute soaks (about 40 minutes in all).
 bench: build-release
 	$(CARGO) run --release -p aro-brain --example inference_latency
-	target/release/aro bench --crashes 50 --hangs 50
+	target/release/aro bench --crashes 50 --hangs 50 --classification 100 --detector-comparison
 
 ## train: regenerates models/policy.onnx from the simulator.
 train:
