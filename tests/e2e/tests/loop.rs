@@ -77,7 +77,12 @@ async fn hang_of_probed_workload_is_recovered_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_climbs_the_ladder_to_recovery() {
     let _serial = serial().await;
-    let mut engine = start(config("crash-loop")).await;
+    // The rules decide here, so the first action is a restart in place whatever the trained
+    // policy prefers, and the crash loop has to climb the ladder.
+    let mut crash_loop = config("crash-loop");
+    let rules_only = ["--min-confidence", "1.01"].map(str::to_owned).to_vec();
+    crash_loop.extra_args.insert(Service::Brain, rules_only);
+    let mut engine = start(crash_loop).await;
     let (injection, timeline) =
         inject_and_follow(&mut engine, v1::ChaosKind::CrashLoop, "beat").await;
 
