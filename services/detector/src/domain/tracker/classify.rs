@@ -142,13 +142,21 @@ impl Tracker {
                 .as_ref()
                 .is_some_and(|t| t.generation == generation)
                 && matches!(fault.kind(), FaultKind::Crash | FaultKind::CrashLoop);
-            return if same_exit {
-                SignalVerdict::Fault(fault.clone())
-            } else {
-                SignalVerdict::Ignored(Ignored::AlreadyFaulted {
+            // A redelivered exit gets the fault it raised. An exit after a fault of another
+            // kind (a log anomaly that was only observed, say) is raised as well: the process
+            // is gone now and needs a recovery whatever was decided about the earlier fault.
+            if same_exit {
+                return SignalVerdict::Fault(fault.clone());
+            }
+            if fault
+                .target
+                .as_ref()
+                .is_some_and(|t| t.generation > generation)
+            {
+                return SignalVerdict::Ignored(Ignored::AlreadyFaulted {
                     fault_id: fault.id.clone(),
-                })
-            };
+                });
+            }
         }
 
         let recent_exits = self.exits.record(&key, at);

@@ -468,18 +468,17 @@ fn exited_generation_is_not_declared_hung() {
 }
 
 #[test]
-fn exit_after_hang_raises_nothing() {
+fn exit_after_hang_joins_its_incident() {
     let (mut tracker, now) = tracking(entry("web-1", 1, InstanceState::Serving));
     let last = beat(&mut tracker, "web-1", now, 10);
     let (at, _) =
         tick_until_fault(&mut tracker, last, Duration::from_secs(3)).expect("a hang is declared");
     let verdict = exit(&mut tracker, "web-1", 1, false, at);
-    assert_eq!(
-        verdict,
-        SignalVerdict::Ignored(Ignored::AlreadyFaulted {
-            fault_id: "flt-web-1-g1-hang".to_owned()
-        })
-    );
+    let SignalVerdict::Fault(fault) = verdict else {
+        panic!("an unexpected exit after a hang is a crash: {verdict:?}");
+    };
+    assert_eq!(fault.id, "flt-web-1-g1-crash");
+    assert_eq!(fault.incident_id, "inc-web-1-g1");
 }
 
 #[test]
