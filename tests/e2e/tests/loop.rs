@@ -220,3 +220,29 @@ async fn stop_leaves_no_process_behind() {
         "still running after stop: {survivors:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_storm_yields_one_log_anomaly() {
+    let _serial = serial().await;
+    let mut engine = start(config("log-storm")).await;
+    let (injection, timeline) =
+        inject_and_follow(&mut engine, v1::ChaosKind::LogStorm, "beat").await;
+
+    let target = &injection.target.as_ref().expect("a target").instance;
+    let anomalies: Vec<&v1::FaultEvent> = timeline
+        .faults
+        .iter()
+        .filter(|fault| fault.kind() == v1::FaultKind::LogAnomaly)
+        .collect();
+    assert_eq!(anomalies.len(), 1, "{:#?}", timeline.faults);
+    let anomaly = anomalies[0];
+    assert_eq!(&anomaly.target.as_ref().expect("a target").instance, target);
+    let evidence = anomaly
+        .evidence
+        .iter()
+        .find(|e| e.sense == "log")
+        .expect("log evidence");
+    assert!(!evidence.summary.is_empty());
+    assert_no_duplicates(&timeline);
+    engine.stop().await;
+}
