@@ -399,7 +399,7 @@ async fn propose_mode_waits_for_approval() {
 }
 
 #[tokio::test]
-async fn invalid_fault_is_rejected_and_counted() {
+async fn invalid_fault_is_rejected() {
     let harness = Harness::start("invalid", &[]).await;
     let mut commands = harness.subscribe(subjects::command("web")).await;
     let mut bad = fault("web-1", v1::FaultKind::Crash, 1);
