@@ -98,8 +98,8 @@ pub(crate) enum Plan {
     Defer(Duration),
 }
 
-/// The rules' choice for a fault kind this brain does not know: neither the policy nor the
-/// rules have seen it, so a person decides.
+/// Returns the rules' choice for a fault kind this brain does not know. Neither the policy nor
+/// the rules have seen it, so a person decides.
 pub(crate) fn unknown_kind(kind: i32) -> Choice {
     Choice {
         action: Action::Escalate,

@@ -50,7 +50,7 @@ pub struct Launched {
     pub exit: ExitWatch,
 }
 
-/// How an instance's process ended.
+/// Ending of an instance's process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exit {
     /// Exit status when the process exited on its own.
@@ -105,7 +105,7 @@ impl ExitWatch {
     }
 }
 
-/// What the runtime observed, in the order it happened per instance.
+/// Observation of the runtime, delivered in order per instance.
 #[derive(Clone, Debug)]
 pub enum RuntimeEvent {
     Started {
@@ -167,7 +167,7 @@ pub trait Runtime: Capabilities + Send + Sync + 'static {
     /// resolves, and [`RuntimeEvent::Exited`] (after it) when the instance ends.
     fn start(&self, launch: Launch) -> impl Future<Output = Result<Launched>> + Send;
 
-    /// Stops an instance and waits until it exited: asks it to terminate, and ends it after
+    /// Stops an instance and waits until it exited: sends it SIGTERM, and kills it after
     /// `grace` (at once when `grace` is zero). Its exit is reported as expected. Returns
     /// `None` when it was not running.
     fn stop(

@@ -3,7 +3,7 @@
 
 use super::Digest;
 
-/// What a checksum check compared.
+/// Subject of a checksum check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChecksumSubject {
     /// The program the instance's process runs: its executable, or the script that an
@@ -37,7 +37,7 @@ impl ChecksumSubject {
     }
 }
 
-/// What a check found in place of the expected digest.
+/// Finding of a check in place of the expected digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observed {
     Digest(Digest),

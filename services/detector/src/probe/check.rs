@@ -163,7 +163,7 @@ fn refused(error: &tonic::transport::Error) -> bool {
     false
 }
 
-/// Longest part of a failing command's standard error kept in the evidence.
+/// Maximum length of a failing command's standard error kept in the evidence.
 const STDERR_TAIL: usize = 200;
 
 async fn exec(argv: &[String]) -> ProbeOutcome {
