@@ -128,6 +128,23 @@ pub enum FaultSignal {
     Freeze,
     /// Resume a frozen instance (SIGCONT).
     Resume,
+    /// Cut the instance off its networks while it keeps running (a partition).
+    Disconnect,
+    /// Undo [`FaultSignal::Disconnect`].
+    Reconnect,
+}
+
+impl FaultSignal {
+    /// Name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Freeze => "freeze",
+            Self::Resume => "resume",
+            Self::Disconnect => "disconnect",
+            Self::Reconnect => "reconnect",
+        }
+    }
 }
 
 /// Errors of a runtime.
@@ -153,6 +170,11 @@ pub enum Error {
         key: InstanceKey,
         signal: &'static str,
         message: String,
+    },
+    #[error("the {runtime} runtime cannot {what}")]
+    Unsupported {
+        runtime: &'static str,
+        what: &'static str,
     },
     #[error("{key} did not exit within {waited:?} of SIGKILL")]
     StopTimedOut { key: InstanceKey, waited: Duration },
@@ -190,10 +212,14 @@ pub trait Runtime: Capabilities + Send + Sync + 'static {
     }
 
     /// Quarantines an instance: it keeps its state for inspection but does no more work.
-    fn isolate(&self, key: &InstanceKey) -> Result<()>;
+    fn isolate(&self, key: &InstanceKey) -> impl Future<Output = Result<()>> + Send;
 
-    /// Sends a fault signal. Returns when it was sent.
-    fn inject(&self, key: &InstanceKey, signal: FaultSignal) -> Result<SystemTime>;
+    /// Applies a fault signal. Returns when it took effect.
+    fn inject(
+        &self,
+        key: &InstanceKey,
+        signal: FaultSignal,
+    ) -> impl Future<Output = Result<SystemTime>> + Send;
 
     /// Instances that are running now.
     fn running(&self) -> Vec<InstanceKey>;

@@ -267,15 +267,21 @@ impl Runtime for ProcessRuntime {
             })
     }
 
-    fn isolate(&self, key: &InstanceKey) -> Result<()> {
+    async fn isolate(&self, key: &InstanceKey) -> Result<()> {
         self.signal(key, Signal::SIGSTOP)
     }
 
-    fn inject(&self, key: &InstanceKey, fault: FaultSignal) -> Result<SystemTime> {
+    async fn inject(&self, key: &InstanceKey, fault: FaultSignal) -> Result<SystemTime> {
         let signal = match fault {
             FaultSignal::Kill => Signal::SIGKILL,
             FaultSignal::Freeze => Signal::SIGSTOP,
             FaultSignal::Resume => Signal::SIGCONT,
+            FaultSignal::Disconnect | FaultSignal::Reconnect => {
+                return Err(Error::Unsupported {
+                    runtime: "process",
+                    what: "cut a local process off the network",
+                });
+            }
         };
         self.signal(key, signal)?;
         Ok(SystemTime::now())

@@ -250,7 +250,7 @@ impl<R: Runtime> Supervisor<R> {
             info!(injection = %injection.id, "hung instance was recovered or halted before its resume time");
             return;
         }
-        self.send_resume(injection);
+        self.send_resume(injection).await;
         self.chaos_book().finish(&injection.id);
         let message = format!(
             "{} generation {} resumed",
@@ -260,13 +260,13 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Sends SIGCONT to the instance a hang injection stopped.
-    fn send_resume(&self, injection: &Injection) {
+    async fn send_resume(&self, injection: &Injection) {
         let key = InstanceKey {
             workload: injection.workload.clone(),
             instance: injection.instance.clone(),
             generation: injection.generation,
         };
-        if let Err(error) = self.runtime.inject(&key, FaultSignal::Resume) {
+        if let Err(error) = self.runtime.inject(&key, FaultSignal::Resume).await {
             error!(injection = %injection.id, %error, "resuming a hung instance failed");
         }
     }
@@ -317,7 +317,7 @@ impl<R: Runtime> Supervisor<R> {
             return format!("{} was recovered meanwhile, left as is", injection.instance);
         }
         if injection.kind == ChaosKind::Hang {
-            self.send_resume(injection);
+            self.send_resume(injection).await;
             return format!(
                 "{} generation {} resumed",
                 injection.instance, injection.generation

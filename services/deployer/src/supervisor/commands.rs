@@ -204,7 +204,7 @@ impl<R: Runtime> Supervisor<R> {
         };
         outcome.replaced_at = Some(timestamp(launched.started_at));
         outcome.replacement = Some(convert::key_ref(&key, &self.settings.node));
-        self.apply_crash_loop(&key);
+        self.apply_crash_loop(&key).await;
 
         let verification = self
             .verify(Spawned {
@@ -219,14 +219,14 @@ impl<R: Runtime> Supervisor<R> {
 
     /// Kills a just-restarted instance when a crash-loop injection still has kills to come,
     /// as if the program crashed on start-up.
-    fn apply_crash_loop(&self, key: &InstanceKey) {
+    async fn apply_crash_loop(&self, key: &InstanceKey) {
         let injection =
             self.chaos_book()
                 .take_crash_loop_kill(&key.workload, &key.instance, key.generation);
         let Some(injection) = injection else {
             return;
         };
-        match self.runtime.inject(key, FaultSignal::Kill) {
+        match self.runtime.inject(key, FaultSignal::Kill).await {
             Ok(_) => info!(
                 injection = %injection.id,
                 instance = %key.instance,
@@ -264,7 +264,7 @@ impl<R: Runtime> Supervisor<R> {
             instance: target.instance.clone(),
             generation,
         };
-        match self.runtime.isolate(&key) {
+        match self.runtime.isolate(&key).await {
             Ok(()) => info!(instance = %key.instance, generation, "instance isolated"),
             Err(backend::Error::NotRunning(_)) => {
                 debug!(instance = %key.instance, "isolated instance had already exited");

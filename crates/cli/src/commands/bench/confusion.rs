@@ -48,6 +48,7 @@ pub(super) fn is_correct(kind: ChaosKind, detected: Option<FaultKind>) -> bool {
         ChaosKind::CorruptFile | ChaosKind::CorruptData => detected == FaultKind::ChecksumMismatch,
         ChaosKind::LogStorm => detected == FaultKind::LogAnomaly,
         ChaosKind::GrowMemory => detected == FaultKind::ResourceExhaustion,
+        ChaosKind::Partition => matches!(detected, FaultKind::Hang | FaultKind::Unhealthy),
         ChaosKind::Unspecified => false,
     }
 }
@@ -63,6 +64,7 @@ pub(super) fn injected_name(kind: ChaosKind) -> &'static str {
         ChaosKind::StopHeartbeats => "stop heartbeats",
         ChaosKind::GrowMemory => "grow memory",
         ChaosKind::CorruptData => "corrupt data",
+        ChaosKind::Partition => "partition",
         ChaosKind::Unspecified => "unspecified",
     }
 }

@@ -50,8 +50,11 @@ impl<R: Runtime> Supervisor<R> {
             generation: record.generation,
         };
         match kind {
-            ChaosKind::Kill | ChaosKind::CrashLoop => self.send_fault(&key, FaultSignal::Kill),
-            ChaosKind::Hang => self.send_fault(&key, FaultSignal::Freeze),
+            ChaosKind::Kill | ChaosKind::CrashLoop => {
+                self.send_fault(&key, FaultSignal::Kill).await
+            }
+            ChaosKind::Hang => self.send_fault(&key, FaultSignal::Freeze).await,
+            ChaosKind::Partition => self.send_fault(&key, FaultSignal::Disconnect).await,
             ChaosKind::CorruptFile => self.corrupt_declared_file(record, &request.path).await,
             ChaosKind::LogStorm => {
                 let hook = Hook::LogStorm {
@@ -80,10 +83,15 @@ impl<R: Runtime> Supervisor<R> {
         }
     }
 
-    fn send_fault(&self, key: &InstanceKey, signal: FaultSignal) -> Result<Applied, ChaosError> {
+    async fn send_fault(
+        &self,
+        key: &InstanceKey,
+        signal: FaultSignal,
+    ) -> Result<Applied, ChaosError> {
         let injected_at = self
             .runtime
             .inject(key, signal)
+            .await
             .map_err(|error| match error {
                 backend::Error::NotRunning(_) => ChaosError::FailedPrecondition(format!(
                     "instance {} is not running",
