@@ -1,5 +1,6 @@
 //! Validated description of a workload, as read from the workload file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct WorkloadSpec {
     pub name: String,
     /// Program name (looked up on `PATH`) or path, as written in the file.
     pub command: String,
+    /// Labels that select the workload (chaos targets, for one), with Kubernetes-style keys
+    /// and values, in key order.
+    pub labels: BTreeMap<String, String>,
     pub args: Vec<Template>,
     /// Environment variables in name order.
     pub env: Vec<(String, Template)>,
@@ -135,6 +139,96 @@ impl WorkloadSpec {
     }
 }
 
+/// Longest name part of a label key, and longest label value.
+pub const MAX_LABEL_NAME_LEN: usize = 63;
+
+/// Longest prefix of a label key (a DNS subdomain).
+pub const MAX_LABEL_PREFIX_LEN: usize = 253;
+
+/// Checks a label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// characters that starts and ends with a letter or digit and has only letters, digits, `-`,
+/// `_` and `.` in between.
+///
+/// # Errors
+///
+/// Returns what is wrong with the key.
+pub fn validate_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        validate_label_prefix(prefix).map_err(|problem| format!("prefix {prefix:?} {problem}"))?;
+    }
+    if name.is_empty() {
+        return Err("has an empty name".to_owned());
+    }
+    validate_label_word(name).map_err(|problem| format!("name {name:?} {problem}"))
+}
+
+/// Checks a label value: empty, or at most 63 characters that start and end with a letter or
+/// digit and have only letters, digits, `-`, `_` and `.` in between.
+///
+/// # Errors
+///
+/// Returns what is wrong with the value.
+pub fn validate_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    validate_label_word(value)
+}
+
+fn validate_label_word(word: &str) -> Result<(), String> {
+    if word.len() > MAX_LABEL_NAME_LEN {
+        return Err(format!(
+            "is {} characters long: at most {MAX_LABEL_NAME_LEN}",
+            word.len()
+        ));
+    }
+    let alphanumeric = |c: char| c.is_ascii_alphanumeric();
+    if !word.starts_with(alphanumeric) || !word.ends_with(alphanumeric) {
+        return Err("must start and end with a letter or digit".to_owned());
+    }
+    if let Some(bad) = word
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "contains {bad:?}: only letters, digits, '-', '_' and '.' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_label_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if prefix.len() > MAX_LABEL_PREFIX_LEN {
+        return Err(format!(
+            "is {} characters long: at most {MAX_LABEL_PREFIX_LEN}",
+            prefix.len()
+        ));
+    }
+    for part in prefix.split('.') {
+        let valid = !part.is_empty()
+            && part.len() <= MAX_LABEL_NAME_LEN
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !part.starts_with('-')
+            && !part.ends_with('-');
+        if !valid {
+            return Err(
+                "is not a DNS subdomain: dot-separated parts of lowercase letters, digits and '-'"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +241,7 @@ mod tests {
         WorkloadSpec {
             name: "web".to_owned(),
             command: "python3".to_owned(),
+            labels: BTreeMap::new(),
             args: vec![template("-m"), template("http.server"), template("{port}")],
             env: vec![("MODE".to_owned(), template("{workload}-{instance}"))],
             replicas: 2,
@@ -227,5 +322,45 @@ mod tests {
                 argv: vec!["probe".to_owned(), "web-1".to_owned()]
             }
         );
+    }
+
+    #[test]
+    fn label_keys_follow_kubernetes_rules() {
+        for key in [
+            "tier",
+            "app.kubernetes.io/name",
+            "a",
+            "x_y-z.1",
+            "example.com/Tier",
+        ] {
+            assert_eq!(validate_label_key(key), Ok(()), "{key}");
+        }
+        for key in [
+            "",
+            "-tier",
+            "tier-",
+            "ti er",
+            "/tier",
+            "Example.com/tier",
+            "a/",
+            "a/b/c",
+        ] {
+            assert!(validate_label_key(key).is_err(), "{key} should be rejected");
+        }
+        assert!(validate_label_key(&"a".repeat(64)).is_err());
+        assert_eq!(validate_label_key(&"a".repeat(63)), Ok(()));
+    }
+
+    #[test]
+    fn label_values_may_be_empty() {
+        for value in ["", "web", "v1.2_3-x"] {
+            assert_eq!(validate_label_value(value), Ok(()), "{value}");
+        }
+        for value in ["-web", "web.", "a b", "a/b"] {
+            assert!(
+                validate_label_value(value).is_err(),
+                "{value} should be rejected"
+            );
+        }
     }
 }

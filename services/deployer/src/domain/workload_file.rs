@@ -14,7 +14,8 @@
 //! timeout = "200ms"
 //! ```
 //!
-//! Optional fields of a workload: `args`, `env`, `replicas`, `start_timeout`,
+//! Optional fields of a workload: `args`, `env`, `labels` (`{ tier = "web" }`, with
+//! Kubernetes-style keys and values), `replicas`, `start_timeout`,
 //! `checksum_files`, `memory_limit` (`"256MiB"`), `artifact_digest` (`"sha256:<hex>"`) and a
 //! `[workload.heartbeat]` table with its `interval`.
 
@@ -26,7 +27,10 @@ use serde::Deserialize;
 
 use super::byte_size;
 use super::template::{Placeholders, Template};
-use super::workload::{CheckSpec, HealthSpec, RESERVED_ENV, TcpPort, WorkloadSpec};
+use super::workload::{
+    CheckSpec, HealthSpec, RESERVED_ENV, TcpPort, WorkloadSpec, validate_label_key,
+    validate_label_value,
+};
 
 /// Maximum replicas of one workload.
 pub const MAX_REPLICAS: i64 = 64;
@@ -92,6 +96,7 @@ named_field!(name_field, "name", String);
 named_field!(command_field, "command", String);
 named_field!(args_field, "args", Vec<String>);
 named_field!(env_field, "env", BTreeMap<String, String>);
+named_field!(labels_field, "labels", BTreeMap<String, String>);
 named_field!(replicas_field, "replicas", i64);
 named_field!(start_timeout_field, "start_timeout", Option<String>);
 named_field!(checksum_files_field, "checksum_files", Vec<String>);
@@ -116,6 +121,8 @@ struct RawWorkload {
     args: Vec<String>,
     #[serde(default, deserialize_with = "env_field")]
     env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "labels_field")]
+    labels: BTreeMap<String, String>,
     #[serde(default = "one", deserialize_with = "replicas_field")]
     replicas: i64,
     #[serde(default, deserialize_with = "start_timeout_field")]
@@ -245,6 +252,7 @@ impl Context<'_> {
             .map(|(i, arg)| self.template(&format!("args[{i}]"), arg))
             .collect::<Result<_>>()?;
         let env = self.env(raw.env)?;
+        let labels = self.labels(raw.labels)?;
 
         let replicas = self.replicas(raw.replicas)?;
         let start_timeout =
@@ -283,6 +291,7 @@ impl Context<'_> {
         Ok(WorkloadSpec {
             name,
             command: raw.command,
+            labels,
             args,
             env,
             replicas,
@@ -374,6 +383,20 @@ impl Context<'_> {
             out.push((key, template));
         }
         Ok(out)
+    }
+
+    fn labels(&self, labels: BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+        for (key, value) in &labels {
+            validate_label_key(key)
+                .map_err(|problem| self.field("labels", format!("key {key:?} {problem}")))?;
+            validate_label_value(value).map_err(|problem| {
+                self.field(
+                    &format!("labels.{key}"),
+                    format!("value {value:?} {problem}"),
+                )
+            })?;
+        }
+        Ok(labels)
     }
 
     fn replicas(&self, replicas: i64) -> Result<u32> {

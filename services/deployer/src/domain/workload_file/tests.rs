@@ -57,6 +57,7 @@ name = "beat"
 command = "aro-sample-workload"
 args = ["--port", "{port}"]
 env = { RUST_LOG = "debug", TAG = "{instance}" }
+labels = { tier = "web", "app.example.com/team" = "sre", empty = "" }
 replicas = 3
 start_timeout = "5s"
 checksum_files = ["/etc/hostname"]
@@ -86,6 +87,20 @@ exec = ["true"]
     assert_eq!(beat.env.len(), 2);
     assert_eq!(beat.env[1].0, "TAG");
     assert_eq!(beat.replicas, 3);
+    let labels: Vec<(&str, &str)> = beat
+        .labels
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("app.example.com/team", "sre"),
+            ("empty", ""),
+            ("tier", "web")
+        ]
+    );
+    assert!(specs[1].labels.is_empty());
     assert_eq!(beat.start_timeout, Duration::from_secs(5));
     assert_eq!(beat.checksum_files, [PathBuf::from("/etc/hostname")]);
     assert_eq!(beat.memory_limit, Some(256 << 20));
@@ -517,4 +532,51 @@ fn artifact_digest_of_wrong_type_is_rejected() {
         &message,
         &[FILE, "\"web\"", "field artifact_digest", "true"],
     );
+}
+
+#[test]
+fn invalid_label_key_is_rejected() {
+    let message = parse_err(&workload("labels = { \"-tier\" = \"web\" }", HTTP));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "\"web\"",
+            "field labels",
+            "\"-tier\"",
+            "letter or digit",
+        ],
+    );
+    let message = parse_err(&workload(
+        "labels = { \"Example.com/tier\" = \"web\" }",
+        HTTP,
+    ));
+    assert_mentions(
+        &message,
+        &["field labels", "\"Example.com\"", "DNS subdomain"],
+    );
+}
+
+#[test]
+fn invalid_label_value_is_rejected() {
+    let message = parse_err(&workload("labels = { tier = \"front end\" }", HTTP));
+    assert_mentions(
+        &message,
+        &[FILE, "field labels.tier", "\"front end\"", "' '"],
+    );
+    let long = "v".repeat(64);
+    let message = parse_err(&workload(
+        &format!("labels = {{ tier = \"{long}\" }}"),
+        HTTP,
+    ));
+    assert_mentions(
+        &message,
+        &["field labels.tier", "64 characters", "at most 63"],
+    );
+}
+
+#[test]
+fn labels_of_wrong_type_are_rejected() {
+    let message = parse_err(&workload("labels = { tier = 3 }", HTTP));
+    assert_mentions(&message, &[FILE, "field labels", "invalid type"]);
 }
