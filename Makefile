@@ -3,8 +3,11 @@
 
 CARGO ?= cargo
 export ARO_NATS_SERVER ?= $(CURDIR)/.venv/bin/nats-server
+# Cargo profile of the binaries in the images (release or debug) and the tag of every image.
+ARO_PROFILE ?= release
+export ARO_IMAGE_TAG ?= dev
 
-.PHONY: setup build build-release demo test lint bench train eval-policy eval-logs clean-run
+.PHONY: setup build build-release demo test images lint bench train eval-policy eval-logs clean-run
 
 ## setup: the .venv with ONNX Runtime and nats-server.
 setup:
@@ -20,10 +23,16 @@ build-release: setup
 demo: build-release
 	target/release/aro demo
 
-## test: unit tests and end-to-end tests against a real nats-server and real processes.
+## test: unit tests and end-to-end tests against a real nats-server, real processes and real
+## containers. The images are built from the debug binaries that the tests use.
 test: setup
-	$(CARGO) build --workspace --bins
+	CARGO=$(CARGO) ARO_PROFILE=debug scripts/build-images.sh
 	$(CARGO) test --workspace --no-fail-fast
+
+## images: aro-base, aro-detector, aro-brain, aro-deployer, aro-sample-workload and aro-nats,
+## tagged $(ARO_IMAGE_TAG), from the $(ARO_PROFILE) binaries (no image is pulled).
+images: setup
+	CARGO=$(CARGO) ARO_PROFILE=$(ARO_PROFILE) scripts/build-images.sh
 
 lint:
 	$(CARGO) fmt --all --check

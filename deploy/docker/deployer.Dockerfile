@@ -1,0 +1,13 @@
+# The deployer, with the aro CLI for `docker exec <container> aro status`.
+# Build context: target/images/context/deployer, filled by scripts/build-images.sh.
+ARG BASE_IMAGE=aro-base:dev
+FROM ${BASE_IMAGE}
+COPY aro-deployer aro /usr/local/bin/
+ENV ARO_DEPLOYER_GRPC_ADDR=0.0.0.0:7403 \
+    ARO_METRICS_ADDR=0.0.0.0:9403
+EXPOSE 7403 9403
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/aro-deployer"]
+LABEL io.aro.managed=true \
+      org.opencontainers.image.title=aro-deployer \
+      org.opencontainers.image.description="Runs workloads, executes recovery commands and injects faults"
