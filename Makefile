@@ -7,7 +7,7 @@ export ARO_NATS_SERVER ?= $(CURDIR)/.venv/bin/nats-server
 ARO_PROFILE ?= release
 export ARO_IMAGE_TAG ?= dev
 
-.PHONY: setup build build-release demo test images lint bench train eval-policy eval-logs clean-run
+.PHONY: setup build build-release demo test images k8s-validate lint bench train eval-policy eval-logs clean-run
 
 ## setup: the .venv with ONNX Runtime and nats-server.
 setup:
@@ -23,9 +23,10 @@ build-release: setup
 demo: build-release
 	target/release/aro demo
 
-## test: unit tests and end-to-end tests against a real nats-server, real processes and real
-## containers. The images are built from the debug binaries that the tests use.
-test: setup
+## test: the Kubernetes manifests, then unit tests and end-to-end tests against a real
+## nats-server, real processes and real containers. The images are built from the debug
+## binaries that the tests use.
+test: setup k8s-validate
 	CARGO=$(CARGO) ARO_PROFILE=debug scripts/build-images.sh
 	$(CARGO) test --workspace --no-fail-fast
 
@@ -33,6 +34,10 @@ test: setup
 ## tagged $(ARO_IMAGE_TAG), from the $(ARO_PROFILE) binaries (no image is pulled).
 images: setup
 	CARGO=$(CARGO) ARO_PROFILE=$(ARO_PROFILE) scripts/build-images.sh
+
+## k8s-validate: renders each overlay of deploy/k8s and validates it offline (no cluster).
+k8s-validate: setup
+	scripts/validate-k8s.sh
 
 lint:
 	$(CARGO) fmt --all --check
