@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,9 +11,14 @@ use crate::heartbeat::HeartbeatConfig;
 #[derive(Debug, clap::Parser)]
 #[command(version, about)]
 pub(crate) struct Args {
-    /// TCP port on 127.0.0.1 that the HTTP server listens on.
+    /// TCP port that the HTTP server listens on.
     #[arg(long, env = "ARO_PORT")]
     pub(crate) port: u16,
+
+    /// Address that the HTTP server listens on: loopback for a local process; the deployer's
+    /// Docker runtime sets 0.0.0.0, the container's own interfaces.
+    #[arg(long, env = "ARO_HOST", default_value = "127.0.0.1")]
+    pub(crate) host: IpAddr,
 
     /// Address of the detector's gRPC server, as `host:port` or an `http://` URL. No
     /// heartbeats are sent when it is unset.

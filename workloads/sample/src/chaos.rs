@@ -1,6 +1,6 @@
 //! Chaos hooks: faults that only the program itself can produce, injected on request over
 //! HTTP, so that the engine's fault-injection API can break the workload in every way the
-//! detector should notice. Served on the loopback interface only.
+//! detector should notice. Served to loopback peers only when the server binds loopback.
 //!
 //! - `POST /chaos/log-storm?lines=N` writes N error lines to standard error (default 1000).
 //! - `POST /chaos/stop-heartbeats` keeps serving HTTP but stops pushing heartbeats.
@@ -11,7 +11,7 @@
 //! - `GET /chaos` returns the current state, one `name: value` line each.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,8 +73,10 @@ impl Chaos {
 
 type Shared = Arc<Chaos>;
 
-/// Returns the routes of the chaos hooks, which serve loopback peers only.
-pub(crate) fn routes(chaos: Shared) -> axum::Router {
+/// Returns the routes of the chaos hooks. On a loopback address they serve loopback peers
+/// only; on another address (inside a container, on the project's network) they serve the
+/// peers that reach it.
+pub(crate) fn routes(chaos: Shared, bound: IpAddr) -> axum::Router {
     axum::Router::new()
         .route("/chaos", get(status))
         .route("/chaos/log-storm", post(log_storm))
@@ -82,18 +84,19 @@ pub(crate) fn routes(chaos: Shared) -> axum::Router {
         .route("/chaos/grow-memory", post(grow_memory))
         .route("/chaos/corrupt-data", post(corrupt_data))
         .route("/chaos/reset", post(reset))
-        .layer(middleware::from_fn(loopback_only))
+        .layer(middleware::from_fn_with_state(bound, local_only))
         .with_state(chaos)
 }
 
-/// Rejects peers that are not on the loopback interface. The server binds to 127.0.0.1, so
-/// none should get here; this keeps the hooks closed if that ever changes.
-async fn loopback_only(
+/// Rejects peers that are not on the loopback interface while the server is bound to
+/// loopback, so none should get here; this keeps the hooks closed if that ever changes.
+async fn local_only(
+    State(bound): State<IpAddr>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    if peer.ip().is_loopback() {
+    if peer.ip().is_loopback() || !bound.is_loopback() {
         next.run(request).await
     } else {
         warn!(%peer, path = %request.uri().path(), "chaos hook called from outside loopback, rejected");

@@ -12,6 +12,7 @@ mod log_storm;
 mod memory;
 mod server;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -32,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let data = data::DataSet::load(args.data_file.as_deref())?;
     let shutdown = server::shutdown_on_signal()?;
     info!(
+        host = %args.host,
         port = args.port,
         pid = std::process::id(),
         data_checksum = %data.checksum(),
@@ -43,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(heartbeat::run(config, Arc::clone(&chaos), shutdown.clone()));
     }
     server::serve(
-        args.port,
+        SocketAddr::new(args.host, args.port),
         args.instance.unwrap_or_default(),
         chaos,
         shutdown,

@@ -1,4 +1,4 @@
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,16 +17,16 @@ use crate::chaos::{self, Chaos};
 const LOG_EVERY: u64 = 100;
 
 /// Serves `GET /healthz`, `GET /`, the data set at `GET /data` and the chaos hooks on
-/// `127.0.0.1:port` until `shutdown` is cancelled.
+/// `addr` until `shutdown` is cancelled.
 pub(crate) async fn serve(
-    port: u16,
+    addr: SocketAddr,
     instance: String,
     chaos: Arc<Chaos>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("failed to bind 127.0.0.1:{port}"))?;
+        .with_context(|| format!("failed to bind {addr}"))?;
     let greeting = format!("sample workload {instance}\n");
     let requests = Arc::new(AtomicU64::new(0));
     let data = Arc::clone(&chaos);
@@ -34,7 +34,7 @@ pub(crate) async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(move || async move { greeting }))
         .route("/data", get(move || async move { data.data.content() }))
-        .merge(chaos::routes(chaos))
+        .merge(chaos::routes(chaos, addr.ip()))
         .layer(middleware::from_fn_with_state(requests, log_sampled));
     info!(addr = %listener.local_addr()?, "serving HTTP");
     axum::serve(
