@@ -29,6 +29,8 @@ enum Command {
     Audit(commands::audit::Args),
     /// Approves or rejects the command an incident in propose mode waits with.
     Approve(commands::approve::Args),
+    /// Checks that a service reports SERVING through the gRPC health service; exits 1 if not.
+    Health(commands::health::Args),
 }
 
 /// Returns a gRPC endpoint URI for an address given as `host:port` or as a full URL.
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::Inject(args) => commands::inject::run(args).await,
             Command::Audit(args) => commands::audit::run(args).await,
             Command::Approve(args) => commands::approve::run(args).await,
+            Command::Health(args) => commands::health::run(args).await,
         }
     })
 }
