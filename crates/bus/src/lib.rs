@@ -3,6 +3,7 @@
 
 mod consume;
 mod error;
+mod injections;
 mod publish;
 mod registry;
 pub mod subjects;
@@ -11,6 +12,7 @@ mod trace;
 
 pub use consume::{Delivery, Disposition, consume};
 pub use error::{Error, Result};
+pub use injections::InjectionStore;
 pub use publish::Bus;
 pub use registry::{Registry, RegistryChange};
 pub use topology::ConsumerSpec;

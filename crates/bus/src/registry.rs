@@ -23,7 +23,7 @@ pub enum RegistryChange {
     Delete { workload: String, instance: String },
 }
 
-fn kv_error(operation: &'static str, key: &str, error: impl ToString) -> Error {
+pub(crate) fn kv_error(operation: &'static str, key: &str, error: impl ToString) -> Error {
     Error::KeyValue {
         operation,
         key: key.to_owned(),
@@ -105,33 +105,7 @@ impl Registry {
     ///
     /// Returns [`Error::KeyValue`] when NATS fails.
     pub async fn list(&self) -> Result<Vec<Instance>> {
-        let mut keys = self
-            .store
-            .keys()
-            .await
-            .map_err(|error| kv_error("keys", ">", error))?;
-        let mut instances = Vec::new();
-        // The key listing goes on delivering keys written while it runs, so a key can come twice.
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|error| kv_error("keys", ">", error))?;
-            if !seen.insert(key.clone()) {
-                continue;
-            }
-            let Some(value) = self
-                .store
-                .get(&key)
-                .await
-                .map_err(|error| kv_error("get", &key, error))?
-            else {
-                continue;
-            };
-            match Instance::decode(value) {
-                Ok(instance) => instances.push(instance),
-                Err(error) => warn!(%key, %error, "corrupt registry entry skipped"),
-            }
-        }
-        Ok(instances)
+        list_values(&self.store, "registry").await
     }
 
     /// Streams the current value of every instance, then every later change.
@@ -171,4 +145,37 @@ impl Registry {
             }
         }))
     }
+}
+
+/// Reads and decodes every value of `store`, skipping (with a warning naming `what`) values
+/// that do not decode.
+pub(crate) async fn list_values<M: Message + Default>(
+    store: &kv::Store,
+    what: &'static str,
+) -> Result<Vec<M>> {
+    let mut keys = store
+        .keys()
+        .await
+        .map_err(|error| kv_error("keys", ">", error))?;
+    let mut values = Vec::new();
+    // The key listing goes on delivering keys written while it runs, so a key can come twice.
+    let mut seen = std::collections::HashSet::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|error| kv_error("keys", ">", error))?;
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let Some(value) = store
+            .get(&key)
+            .await
+            .map_err(|error| kv_error("get", &key, error))?
+        else {
+            continue;
+        };
+        match M::decode(value) {
+            Ok(value) => values.push(value),
+            Err(error) => warn!(%key, %error, what, "corrupt key-value entry skipped"),
+        }
+    }
+    Ok(values)
 }

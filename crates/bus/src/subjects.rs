@@ -29,6 +29,8 @@ pub const DECISIONS_STREAM: &str = "ARO_DECISIONS";
 pub const INSTANCES_BUCKET: &str = "aro_instances";
 /// Key-value bucket of incidents, keyed by incident id.
 pub const INCIDENTS_BUCKET: &str = "aro_incidents";
+/// Key-value bucket of fault injections, keyed by injection id.
+pub const INJECTIONS_BUCKET: &str = "aro_injections";
 
 /// Subject prefix of every audited event.
 pub const ROOT: &str = "aro";

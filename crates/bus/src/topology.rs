@@ -48,6 +48,7 @@ pub(crate) async fn ensure(jetstream: &jetstream::Context) -> Result<()> {
     for (bucket, history) in [
         (subjects::INSTANCES_BUCKET, 5),
         (subjects::INCIDENTS_BUCKET, 10),
+        (subjects::INJECTIONS_BUCKET, 5),
     ] {
         if jetstream.get_key_value(bucket).await.is_ok() {
             continue;
