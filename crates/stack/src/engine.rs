@@ -127,8 +127,15 @@ impl Engine {
     ) -> Result<v1::Injection> {
         let request = v1::InjectFaultRequest {
             kind: kind as i32,
-            workload: workload.to_owned(),
-            instance: instance.to_owned(),
+            selector: Some(v1::TargetSelector {
+                workload: workload.to_owned(),
+                instances: if instance.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![instance.to_owned()]
+                },
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let response = self

@@ -99,7 +99,12 @@ async fn crash_loop_climbs_the_ladder_to_recovery() {
         "a crash loop needs more than one action: {:#?}",
         timeline.commands
     );
-    let first_instance = &injection.target.as_ref().expect("target").instance;
+    let first_instance = &injection
+        .targets
+        .first()
+        .and_then(|t| t.instance.as_ref())
+        .expect("target")
+        .instance;
     let replacement = last.replacement.as_ref().expect("a replacement serves");
     assert_ne!(
         &replacement.instance, first_instance,
@@ -228,7 +233,12 @@ async fn log_storm_yields_one_log_anomaly() {
     let (injection, timeline) =
         inject_and_follow(&mut engine, v1::ChaosKind::LogStorm, "beat").await;
 
-    let target = &injection.target.as_ref().expect("a target").instance;
+    let target = &injection
+        .targets
+        .first()
+        .and_then(|t| t.instance.as_ref())
+        .expect("a target")
+        .instance;
     let anomalies: Vec<&v1::FaultEvent> = timeline
         .faults
         .iter()
