@@ -25,6 +25,8 @@ enum Command {
     Status(commands::status::Args),
     /// Injects a fault through the deployer's Chaos API.
     Inject(commands::inject::Args),
+    /// Lists, shows, cancels, watches or halts fault injections.
+    Faults(commands::faults::Args),
     /// Prints every fault, command, outcome and injection as it is stored, one line each.
     Audit(commands::audit::Args),
     /// Approves or rejects the command an incident in propose mode waits with.
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Inject(args) => commands::inject::run(args).await,
+            Command::Faults(args) => commands::faults::run(args).await,
             Command::Audit(args) => commands::audit::run(args).await,
             Command::Approve(args) => commands::approve::run(args).await,
             Command::Health(args) => commands::health::run(args).await,

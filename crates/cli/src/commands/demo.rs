@@ -85,7 +85,7 @@ async fn script(engine: &mut Engine, args: &LocalArgs) -> anyhow::Result<Vec<Tim
             .unwrap_or_default();
         touched.insert(instance.clone());
         let injection = engine.inject(kind, workload, &instance).await?;
-        let target = instance_name(injection.target.as_ref());
+        let target = instance_name(injection.targets.first().and_then(|t| t.instance.as_ref()));
         println!(
             "\n[{}/{}] inject {} into {target}",
             number + 1,

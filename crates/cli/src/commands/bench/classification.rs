@@ -104,7 +104,11 @@ pub(super) async fn run(
         )
         .await?;
         let injection = engine.inject(kind, workload, &instance).await?;
-        let target = injection.target.clone().unwrap_or_default();
+        let target = injection
+            .targets
+            .first()
+            .and_then(|t| t.instance.clone())
+            .unwrap_or_default();
         let injected_at = aro_proto::time::micros(injection.injected_at.as_ref());
         let of_instance = (kind != ChaosKind::CorruptFile)
             .then_some((target.instance.as_str(), target.generation));

@@ -169,7 +169,7 @@ async fn measure(
             number + 1,
             args.comparison_hangs,
             measured.condition,
-            instance_name(injection.target.as_ref()),
+            instance_name(injection.targets.first().and_then(|t| t.instance.as_ref())),
             show(phi),
             show(fixed),
         );
