@@ -6,8 +6,10 @@ export ARO_NATS_SERVER ?= $(CURDIR)/.venv/bin/nats-server
 # Cargo profile of the binaries in the images (release or debug) and the tag of every image.
 ARO_PROFILE ?= release
 export ARO_IMAGE_TAG ?= dev
+# `docker compose` where the Compose plugin is installed, otherwise `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: setup build build-release demo test images k8s-validate lint bench train eval-policy eval-logs clean-run
+.PHONY: setup build build-release demo test images compose-up compose-down k8s-validate lint bench train eval-policy eval-logs clean-run
 
 ## setup: the .venv with ONNX Runtime and nats-server.
 setup:
@@ -34,6 +36,15 @@ test: setup k8s-validate
 ## tagged $(ARO_IMAGE_TAG), from the $(ARO_PROFILE) binaries (no image is pulled).
 images: setup
 	CARGO=$(CARGO) ARO_PROFILE=$(ARO_PROFILE) scripts/build-images.sh
+
+## compose-up: docker-compose.yml in the background: NATS, the three services and the demo fleet
+## of deploy/compose/fleet.toml as containers, with the deployer in the Docker socket's group.
+compose-up: images
+	ARO_DOCKER_GID=$$(stat -c %g /var/run/docker.sock) $(COMPOSE) up --detach
+
+## compose-down: stops it and removes its containers, network and volumes.
+compose-down:
+	$(COMPOSE) down --volumes
 
 ## k8s-validate: renders each overlay of deploy/k8s and validates it offline (no cluster).
 k8s-validate: setup

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the project's container images from its own binaries, without pulling anything:
 #
-#   aro-base            a root file system made here: the shared libraries the binaries link
-#                       (their ldd closure), the dynamic loader, /etc/passwd and /etc/group with
-#                       the non-root user 65532, /tmp and the host's CA certificates; imported
-#                       with `docker import`
+#   aro-base            a root file system made here, imported with `docker import`: the shared
+#                       libraries the binaries link (their ldd closure) and the dynamic loader,
+#                       /etc/passwd and /etc/group with the non-root user 65532, /tmp, the
+#                       host's CA certificates, and the aro CLI, whose `aro health` serves as
+#                       the containers' health check
 #   aro-detector, aro-brain (with libonnxruntime.so and the policy model), aro-deployer,
 #   aro-sample-workload, aro-nats (nats-server with JetStream)
 #                       built FROM aro-base with the Dockerfiles in deploy/docker/
@@ -104,13 +105,15 @@ nats_server=$(readlink -f .venv/bin/nats-server)
 begin "building the binaries ($profile profile)"
 "$cargo" build "${cargo_flags[@]}" --workspace --bins
 bin=target/$profile
-binaries=(aro-detector aro-brain aro-deployer aro-sample-workload)
+binaries=(aro aro-detector aro-brain aro-deployer aro-sample-workload)
 for binary in "${binaries[@]}"; do
     [ -x "$bin/$binary" ] || fail "cargo did not produce $bin/$binary"
 done
 
 begin "base root file system aro-base:$tag"
 rootfs=$staging/rootfs
+context=$staging/context
+stage "$bin/aro" "$context/base/aro"
 rm -rf "$rootfs"
 mkdir -p "$rootfs"/{etc,tmp,usr/local/bin,usr/local/lib}
 chmod 1777 "$rootfs/tmp"
@@ -133,6 +136,7 @@ root:x:0:
 aro:x:65532:
 EOF
 printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+cp "$context/base/aro" "$rootfs/usr/local/bin/aro"
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     mkdir -p "$rootfs/etc/ssl/certs"
     cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
@@ -157,13 +161,11 @@ else
 fi
 
 # Fills each image's build context with what its Dockerfile copies.
-context=$staging/context
 stage "$bin/aro-detector" "$context/detector/aro-detector"
 stage "$bin/aro-brain" "$context/brain/aro-brain"
 stage "$onnxruntime" "$context/brain/libonnxruntime.so"
 stage models/policy.onnx "$context/brain/policy.onnx"
 stage "$bin/aro-deployer" "$context/deployer/aro-deployer"
-stage "$bin/aro" "$context/deployer/aro"
 stage "$bin/aro-sample-workload" "$context/sample-workload/aro-sample-workload"
 stage deploy/local/beat-data.txt "$context/sample-workload/beat-data.txt"
 stage "$nats_server" "$context/nats/nats-server"

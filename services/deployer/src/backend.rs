@@ -1,11 +1,16 @@
 //! Runtimes that run instances. The supervisor drives them through [`Runtime`]; each runtime
 //! declares the actions it supports.
 
+pub mod docker;
 pub mod process;
 
+use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 use tokio::sync::{mpsc, watch};
 
@@ -25,16 +30,34 @@ impl std::fmt::Display for InstanceKey {
     }
 }
 
+/// What an instance runs, resolved at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Path of an executable on this host.
+    Executable(PathBuf),
+    /// A container image: the reference as written and the image id it had at start-up,
+    /// `sha256:<hex>`, from which every instance starts.
+    Image { reference: String, id: String },
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Executable(path) => write!(f, "executable {}", path.display()),
+            Self::Image { reference, id } => write!(f, "image {reference} ({id})"),
+        }
+    }
+}
+
 /// Everything a runtime needs to start one instance.
 #[derive(Clone, Debug)]
 pub struct Launch {
     pub key: InstanceKey,
-    /// Resolved path of the executable.
-    pub program: PathBuf,
+    pub program: Program,
     pub args: Vec<String>,
     /// Variables added to the deployer's own environment.
     pub env: Vec<(String, String)>,
-    /// Directory the instance runs in.
+    /// Directory a local process runs in; a container runs in its image's directory.
     pub working_dir: PathBuf,
     /// Resident memory the instance may use, in bytes; the runtime ends it beyond that.
     pub memory_limit: Option<u64>,
@@ -44,8 +67,12 @@ pub struct Launch {
 #[derive(Debug)]
 pub struct Launched {
     pub pid: u32,
-    /// sha256 of the executable that was started, `sha256:<hex>`.
+    /// sha256 of the executable that was started, or the id of the container's image, as
+    /// `sha256:<hex>`.
     pub artifact_digest: String,
+    /// Address at which the instance is reached: loopback for a local process, the
+    /// container's address on the project network for a container.
+    pub address: IpAddr,
     pub started_at: SystemTime,
     pub exit: ExitWatch,
 }
@@ -153,9 +180,9 @@ pub enum Error {
     #[error("failed to start {key} from {program}: {source}")]
     Start {
         key: InstanceKey,
-        program: PathBuf,
+        program: String,
         #[source]
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("failed to hash the executable {program}: {source}")]
     Digest {
@@ -178,6 +205,16 @@ pub enum Error {
     },
     #[error("{key} did not exit within {waited:?} of SIGKILL")]
     StopTimedOut { key: InstanceKey, waited: Duration },
+    #[error("failed to {operation} {path} of {key}: {source}")]
+    File {
+        key: InstanceKey,
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the container engine failed to {what}: {message}")]
+    Engine { what: String, message: String },
 }
 
 /// Result of runtime operations.
@@ -220,6 +257,41 @@ pub trait Runtime: Capabilities + Send + Sync + 'static {
         key: &InstanceKey,
         signal: FaultSignal,
     ) -> impl Future<Output = Result<SystemTime>> + Send;
+
+    /// Reads a file of an instance: a file of this host for a local process, a file inside
+    /// the container for a container.
+    fn read_file(
+        &self,
+        key: &InstanceKey,
+        path: &Path,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send;
+
+    /// Overwrites `bytes.len()` bytes of an instance's file at `offset`, keeping the rest of
+    /// it, its length and its permissions.
+    fn write_file_at(
+        &self,
+        key: &InstanceKey,
+        path: &Path,
+        offset: u64,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// sha256 of an instance's file, `sha256:<hex>`.
+    fn file_digest(
+        &self,
+        key: &InstanceKey,
+        path: &Path,
+    ) -> impl Future<Output = Result<String>> + Send {
+        async move {
+            let content = self.read_file(key, path).await?;
+            Ok(format!("sha256:{:x}", Sha256::digest(&content)))
+        }
+    }
+
+    /// True when every instance gets its own copy of the files it starts from (a container
+    /// starts from its image), so that a fresh instance never sees a predecessor's changes.
+    /// False when instances share the host's files, which the supervisor then restores.
+    fn fresh_files(&self) -> bool;
 
     /// Instances that are running now.
     fn running(&self) -> Vec<InstanceKey>;

@@ -61,13 +61,18 @@ pub fn key_ref(key: &InstanceKey, node: &str) -> InstanceRef {
     }
 }
 
-/// Placeholder values of an instance.
-pub fn placeholders<'a>(record: &'a InstanceRecord, detector: &'a str) -> Placeholders<'a> {
+/// Placeholder values of an instance reached at `host`.
+pub fn placeholders<'a>(
+    record: &'a InstanceRecord,
+    detector: &'a str,
+    host: &'a str,
+) -> Placeholders<'a> {
     Placeholders {
         port: record.port,
         instance: &record.id,
         workload: &record.workload,
         detector,
+        host,
     }
 }
 
@@ -86,16 +91,17 @@ pub fn health_check(probe: &HealthProbe) -> HealthCheck {
     }
 }
 
-/// Registry entry of `record`; `declared_files` are the workload's checksum files with their
-/// digests at start-up.
+/// Registry entry of `record`, reached at `host`; `declared_files` are the workload's checksum
+/// files with their digests at start-up.
 pub fn registry_entry(
     record: &InstanceRecord,
     spec: &WorkloadSpec,
     declared_files: &[ChecksumFile],
     node: &str,
     detector: &str,
+    host: &str,
 ) -> Instance {
-    let probe = spec.health.render(&placeholders(record, detector));
+    let probe = spec.health.render(&placeholders(record, detector, host));
     Instance {
         r#ref: Some(instance_ref(record, node)),
         state: instance_state(record.state) as i32,

@@ -12,16 +12,19 @@ use aro_proto::v1::chaos_server::ChaosServer;
 use aro_proto::v1::deployer_server::DeployerServer;
 use aro_service::{CommonArgs, GrpcServer, humantime_duration, serve_metrics};
 use clap::Parser;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::backend::Runtime;
+use crate::backend::docker::{DockerRuntime, Engine};
 use crate::backend::process::ProcessRuntime;
+use crate::backend::{Program, Runtime};
 use crate::checksum_file;
+use crate::checksum_file::ChecksumFile;
 use crate::command_consumer;
 use crate::domain::fleet::Fleet;
-use crate::domain::workload::WorkloadSpec;
-use crate::domain::workload_file;
+use crate::domain::workload::{ProgramSpec, WorkloadSpec};
+use crate::domain::workload_file::{self, RuntimeKind};
 use crate::executable::{self, DigestCache};
 use crate::grpc::{ChaosService, DeployerService};
 use crate::logs::{self, LogSink};
@@ -67,6 +70,16 @@ pub struct Args {
     #[arg(long, env = "ARO_NODE")]
     pub node: Option<String>,
 
+    /// Where instances run: `process` (local child processes, workloads with `command`) or
+    /// `docker` (containers of the local Docker engine, workloads with `image`).
+    #[arg(long, env = "ARO_RUNTIME", default_value = "process", value_parser = parse_runtime)]
+    pub runtime: RuntimeKind,
+
+    /// Docker network the containers join (docker runtime); created, labelled
+    /// io.aro.managed=true, when it does not exist.
+    #[arg(long, env = "ARO_DOCKER_NETWORK", default_value = "aro-fleet")]
+    pub docker_network: String,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -87,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _telemetry = aro_service::Telemetry::init(SERVICE, &args.common)?;
     let shutdown = aro_service::shutdown_on_signal();
 
-    let specs = load_workloads(&args.workloads)?;
+    let specs = load_workloads(&args.workloads, args.runtime)?;
     let working_dir = std::path::absolute(args.workloads.parent().unwrap_or(Path::new(".")))
         .with_context(|| {
             format!(
@@ -96,7 +109,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
     let digests = DigestCache::default();
-    let artifacts = resolve_artifacts(&args.workloads, &specs, &digests).await?;
     let node = args.node.clone().unwrap_or_else(host_name);
 
     let mut metrics_registry = prometheus_client::registry::Registry::default();
@@ -116,12 +128,67 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let registry = Registry::open(&bus).await?;
-
     let (log_sink, log_queue) = LogSink::new(Arc::clone(&metrics));
     let log_publisher = logs::publish(log_queue, bus.client().clone(), Arc::clone(&metrics));
     tokio::spawn(log_publisher.instrument(info_span!("deployer.logs")));
-    let process_runtime = ProcessRuntime::new(log_sink, digests);
-    let events = process_runtime
+    let wiring = Wiring {
+        bus,
+        registry,
+        metrics,
+        shutdown,
+        node,
+        working_dir,
+    };
+    match args.runtime {
+        RuntimeKind::Process => {
+            let artifacts = resolve_artifacts(&args.workloads, &specs, &digests).await?;
+            let runtime = ProcessRuntime::new(log_sink, digests);
+            serve(&args, runtime, specs, artifacts, wiring).await
+        }
+        RuntimeKind::Docker => {
+            let owner = docker_owner(&args);
+            let engine = Engine::connect(&args.docker_network, &owner).await?;
+            if engine.ensure_network().await? {
+                info!(network = %args.docker_network, "created the project network");
+            }
+            let removed = engine.remove_leftovers().await?;
+            if removed > 0 {
+                info!(removed, replica = %owner, "removed containers of an earlier run");
+            }
+            let artifacts = resolve_images(&args.workloads, &specs, &engine).await?;
+            let runtime = DockerRuntime::new(engine, log_sink);
+            serve(&args, runtime, specs, artifacts, wiring).await
+        }
+    }
+}
+
+/// What [`run`] prepared for [`serve`], whatever the runtime.
+struct Wiring {
+    bus: Bus,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    node: String,
+    working_dir: PathBuf,
+}
+
+/// Runs the fleet on `runtime` and serves the APIs until shutdown, then stops every instance.
+async fn serve<R: Runtime>(
+    args: &Args,
+    runtime: R,
+    specs: Vec<WorkloadSpec>,
+    artifacts: HashMap<String, Artifact>,
+    wiring: Wiring,
+) -> anyhow::Result<()> {
+    let Wiring {
+        bus,
+        registry,
+        metrics,
+        shutdown,
+        node,
+        working_dir,
+    } = wiring;
+    let events = runtime
         .events()
         .expect("the event stream is taken once, here");
     let settings = Settings {
@@ -133,7 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         working_dir,
     };
     let supervisor = Arc::new(Supervisor::new(
-        process_runtime,
+        runtime,
         bus.clone(),
         registry,
         Fleet::new(specs),
@@ -172,11 +239,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         grpc_shutdown.clone(),
     ));
     health
-        .set_serving::<DeployerServer<DeployerService<ProcessRuntime>>>()
+        .set_serving::<DeployerServer<DeployerService<R>>>()
         .await;
-    health
-        .set_serving::<ChaosServer<ChaosService<ProcessRuntime>>>()
-        .await;
+    health.set_serving::<ChaosServer<ChaosService<R>>>().await;
     if !args.enable_chaos {
         info!("fault injection disabled; start with --enable-chaos to use the Chaos service");
     }
@@ -199,7 +264,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     shutdown.cancel();
     grpc_shutdown.cancel();
     health
-        .set_not_serving::<DeployerServer<DeployerService<ProcessRuntime>>>()
+        .set_not_serving::<DeployerServer<DeployerService<R>>>()
         .await;
     if let Err(error) = commands.await {
         warn!(%error, "command consumer task failed");
@@ -229,10 +294,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn load_workloads(path: &Path) -> anyhow::Result<Vec<WorkloadSpec>> {
+fn parse_runtime(value: &str) -> Result<RuntimeKind, String> {
+    match value {
+        "process" => Ok(RuntimeKind::Process),
+        "docker" => Ok(RuntimeKind::Docker),
+        other => Err(format!(
+            "{other:?} is not a runtime: expected process or docker"
+        )),
+    }
+}
+
+/// Name that labels the containers of this deployer, so a later run finds its leftovers: the
+/// replica name when one is given, otherwise one made of the node name, which stays the same
+/// from one run to the next.
+fn docker_owner(args: &Args) -> String {
+    args.common
+        .replica
+        .clone()
+        .unwrap_or_else(|| format!("deployer-{}", args.node.clone().unwrap_or_else(host_name)))
+}
+
+fn load_workloads(path: &Path, runtime: RuntimeKind) -> anyhow::Result<Vec<WorkloadSpec>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read workload file {}", path.display()))?;
-    Ok(workload_file::parse(&path.display().to_string(), &text)?)
+    let file = path.display().to_string();
+    let specs = workload_file::parse(&file, &text)?;
+    workload_file::check_runtime(&file, &specs, runtime)?;
+    Ok(specs)
 }
 
 /// Finds each workload's executable on `PATH` and records the digests of it and of its
@@ -249,12 +337,18 @@ async fn resolve_artifacts(
     let base = file.parent().unwrap_or(Path::new("."));
     let mut artifacts = HashMap::new();
     for spec in specs {
-        let program = executable::resolve(&spec.command, path.as_deref()).with_context(|| {
+        let ProgramSpec::Command(command) = &spec.program else {
+            anyhow::bail!(
+                "invalid workload file {}: workload {:?}: field image: the process runtime runs commands",
+                file.display(),
+                spec.name
+            );
+        };
+        let program = executable::resolve(command, path.as_deref()).with_context(|| {
             format!(
-                "invalid workload file {}: workload {:?}: field command: {:?} is not an executable file on PATH",
+                "invalid workload file {}: workload {:?}: field command: {command:?} is not an executable file on PATH",
                 file.display(),
                 spec.name,
-                spec.command
             )
         })?;
         let digest = digests
@@ -297,8 +391,80 @@ async fn resolve_artifacts(
         artifacts.insert(
             spec.name.clone(),
             Artifact {
-                program,
+                program: Program::Executable(program),
                 digest,
+                files,
+            },
+        );
+    }
+    Ok(artifacts)
+}
+
+/// Resolves each workload's image to its id, once, so every instance starts from the same
+/// image, and reads its checksum files out of the image. An image whose id differs from the
+/// workload's `artifact_digest` still runs: the registry carries the declared digest, and the
+/// detector reports the mismatch.
+async fn resolve_images(
+    file: &Path,
+    specs: &[WorkloadSpec],
+    engine: &Engine,
+) -> anyhow::Result<HashMap<String, Artifact>> {
+    let mut artifacts = HashMap::new();
+    for spec in specs {
+        let ProgramSpec::Image(reference) = &spec.program else {
+            anyhow::bail!(
+                "invalid workload file {}: workload {:?}: field command: the docker runtime runs images",
+                file.display(),
+                spec.name
+            );
+        };
+        let id = engine.resolve_image(reference).await.with_context(|| {
+            format!(
+                "invalid workload file {}: workload {:?}: field image: {reference:?} cannot be used",
+                file.display(),
+                spec.name
+            )
+        })?;
+        if let Some(expected) = spec.artifact_digest.as_ref().filter(|e| **e != id) {
+            warn!(
+                workload = %spec.name,
+                image = %reference,
+                %id,
+                %expected,
+                "image does not match the workload's artifact_digest; its instances start anyway and the detector reports them"
+            );
+        }
+        let paths: Vec<&Path> = spec.checksum_files.iter().map(PathBuf::as_path).collect();
+        let contents = engine
+            .image_files(&id, &paths)
+            .await
+            .map_err(|(index, error)| {
+                anyhow::Error::new(error).context(format!(
+                    "invalid workload file {}: workload {:?}: field checksum_files[{index}]: cannot read {:?} from image {reference}",
+                    file.display(),
+                    spec.name,
+                    paths.get(index).map(|path| path.display().to_string()).unwrap_or_default()
+                ))
+            })?;
+        let files = spec
+            .checksum_files
+            .iter()
+            .zip(contents)
+            .map(|(path, content)| ChecksumFile {
+                path: path.clone(),
+                digest: format!("sha256:{:x}", Sha256::digest(&content)),
+                pristine: Some(Arc::from(content)),
+            })
+            .collect();
+        info!(workload = %spec.name, image = %reference, %id, "workload image resolved");
+        artifacts.insert(
+            spec.name.clone(),
+            Artifact {
+                program: Program::Image {
+                    reference: reference.clone(),
+                    id: id.clone(),
+                },
+                digest: id,
                 files,
             },
         );

@@ -8,6 +8,7 @@ mod events;
 mod verify;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -19,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::backend::{InstanceKey, Launch, Launched, Runtime};
+use crate::backend::{InstanceKey, Launch, Launched, Program, Runtime};
 use crate::checksum_file::ChecksumFile;
 use crate::convert;
 use crate::domain::chaos::ChaosBook;
 use crate::domain::fleet::{Fleet, FleetError, InstanceRecord};
-use crate::domain::workload::HealthProbe;
+use crate::domain::workload::{HealthProbe, HealthSpec, WorkloadSpec};
 use crate::executable::DigestCache;
 use crate::metrics::Metrics;
 use crate::registry_writer::{PendingWrite, RegistryWriter};
@@ -50,11 +51,11 @@ pub struct Settings {
     pub working_dir: PathBuf,
 }
 
-/// The resolved executable of a workload and the digests it had at start-up.
+/// The resolved executable or image of a workload and the digests it had at start-up.
 #[derive(Clone, Debug)]
 pub struct Artifact {
-    pub program: PathBuf,
-    /// sha256 of the executable at start-up, `sha256:<hex>`.
+    pub program: Program,
+    /// sha256 of the executable, or the image id, at start-up, `sha256:<hex>`.
     pub digest: String,
     /// Each declared checksum file as it was at start-up, in the workload file's order.
     pub files: Vec<ChecksumFile>,
@@ -99,6 +100,8 @@ pub struct Supervisor<R> {
     digests: DigestCache,
     /// One lock per instance, held while a command acts on it.
     command_locks: Mutex<HashMap<(String, String), InstanceLock>>,
+    /// Address of each instance's current generation, once it started.
+    addresses: Mutex<HashMap<(String, String), IpAddr>>,
     settings: Settings,
     metrics: Arc<Metrics>,
     /// Verification, retention and hang-resume tasks.
@@ -130,6 +133,7 @@ impl<R: Runtime> Supervisor<R> {
             artifacts,
             digests: DigestCache::default(),
             command_locks: Mutex::default(),
+            addresses: Mutex::default(),
             settings,
             metrics,
             tasks: TaskTracker::new(),
@@ -157,13 +161,33 @@ impl<R: Runtime> Supervisor<R> {
             .spec(&record.workload)
             .expect("every record belongs to a declared workload");
         self.metrics.observe_fleet(fleet);
+        let host = self.address(&record.workload, &record.id).to_string();
         self.writer.put(convert::registry_entry(
             record,
             spec,
             self.declared_files(&record.workload),
             &self.settings.node,
             &self.settings.detector_addr,
+            &host,
         ))
+    }
+
+    /// Address of an instance: where its current generation runs, or loopback before it
+    /// started.
+    pub(crate) fn address(&self, workload: &str, instance: &str) -> IpAddr {
+        self.addresses
+            .lock()
+            .expect("address map poisoned")
+            .get(&(workload.to_owned(), instance.to_owned()))
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Health probe of the current generation of an instance, at its address.
+    fn probe_for(&self, record: &InstanceRecord, spec: &WorkloadSpec) -> HealthProbe {
+        let host = self.address(&record.workload, &record.id).to_string();
+        let values = convert::placeholders(record, &self.settings.detector_addr, &host);
+        spec.health.render(&values)
     }
 
     fn declared_files(&self, workload: &str) -> &[ChecksumFile] {
@@ -254,32 +278,48 @@ impl<R: Runtime> Supervisor<R> {
     /// start failure leaves the instance recorded as stopped.
     pub async fn spawn_fresh(&self, workload: &str, slot: u32) -> Result<Spawned, SpawnError> {
         let port = free_port().map_err(SpawnError::Port)?;
-        let (record, launch, probe, start_timeout) = {
+        let (record, launch, health, start_timeout) = {
             let mut fleet = self.fleet();
             let record = fleet.add(workload, slot, port, SystemTime::now())?;
             let spec = fleet.spec(workload).expect("the workload was just found");
-            let (launch, probe) = self.launch_for(&record, spec);
-            (record, launch, probe, spec.start_timeout)
+            let launch = self.launch_for(&record, spec);
+            (record, launch, spec.health.clone(), spec.start_timeout)
         };
-        let key = launch.key.clone();
         info!(instance = %record.id, slot, port, "starting instance");
         let launched = self.start_launch(launch).await?;
-        Ok(Spawned {
-            key,
+        Ok(self.spawned(&record, &health, start_timeout, launched))
+    }
+
+    /// A started generation of `record`, with its health probe rendered at its address.
+    fn spawned(
+        &self,
+        record: &InstanceRecord,
+        health: &HealthSpec,
+        start_timeout: Duration,
+        launched: Launched,
+    ) -> Spawned {
+        let host = launched.address.to_string();
+        let probe = health.render(&convert::placeholders(
+            record,
+            &self.settings.detector_addr,
+            &host,
+        ));
+        Spawned {
+            key: InstanceKey {
+                workload: record.workload.clone(),
+                instance: record.id.clone(),
+                generation: record.generation,
+            },
             launched,
             probe,
             start_timeout,
-        })
+        }
     }
 
-    /// Builds the launch description and the health probe of the current generation of
-    /// `record`.
-    fn launch_for(
-        &self,
-        record: &InstanceRecord,
-        spec: &crate::domain::workload::WorkloadSpec,
-    ) -> (Launch, HealthProbe) {
-        let values = convert::placeholders(record, &self.settings.detector_addr);
+    /// Builds the launch description of the current generation of `record`.
+    fn launch_for(&self, record: &InstanceRecord, spec: &WorkloadSpec) -> Launch {
+        // Arguments and environment cannot use {host}: the workload file rejects it there.
+        let values = convert::placeholders(record, &self.settings.detector_addr, "");
         let artifact = self
             .artifacts
             .get(&record.workload)
@@ -296,7 +336,7 @@ impl<R: Runtime> Supervisor<R> {
             working_dir: self.settings.working_dir.clone(),
             memory_limit: spec.memory_limit,
         };
-        (launch, spec.health.render(&values))
+        launch
     }
 
     /// Starts `launch` and records its process in the fleet and the registry.
@@ -339,6 +379,10 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     async fn record_launch(&self, key: &InstanceKey, launched: &Launched) {
+        self.addresses.lock().expect("address map poisoned").insert(
+            (key.workload.clone(), key.instance.clone()),
+            launched.address,
+        );
         let write = {
             let mut fleet = self.fleet();
             fleet
@@ -406,6 +450,10 @@ impl<R: Runtime> Supervisor<R> {
             self.writer.delete(workload, instance)
         };
         self.forget_instance_lock(workload, instance);
+        self.addresses
+            .lock()
+            .expect("address map poisoned")
+            .remove(&(workload.to_owned(), instance.to_owned()));
         write.stored().await;
     }
 
@@ -452,12 +500,14 @@ impl<R: Runtime> Supervisor<R> {
                 instances: fleet
                     .instances_of(&spec.name)
                     .map(|record| {
+                        let host = self.address(&record.workload, &record.id).to_string();
                         convert::registry_entry(
                             record,
                             spec,
                             self.declared_files(&record.workload),
                             &self.settings.node,
                             &self.settings.detector_addr,
+                            &host,
                         )
                     })
                     .collect(),

@@ -1,7 +1,8 @@
-//! Calls to a workload's own chaos hooks: `POST /chaos/<hook>` on the instance's port, which
-//! the sample workload serves on loopback. Faults that only the program itself can produce
+//! Calls to a workload's own chaos hooks: `POST /chaos/<hook>` on the instance's address and
+//! port, which the sample workload serves. Faults that only the program itself can produce
 //! (a log storm, lost heartbeats, memory growth, corrupt data in memory) go through them.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::probe::{self, ProbeError};
@@ -64,8 +65,18 @@ pub enum HookError {
 ///
 /// Returns why the hook did not take effect.
 pub async fn call(port: u16, hook: Hook) -> Result<(), HookError> {
+    call_at(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port, hook).await
+}
+
+/// Calls `hook` on the instance that listens on `address` and `port`: loopback for a local
+/// process, the container's address for a container.
+///
+/// # Errors
+///
+/// Returns why the hook did not take effect.
+pub async fn call_at(address: IpAddr, port: u16, hook: Hook) -> Result<(), HookError> {
     let path = hook.path();
-    let url = format!("http://127.0.0.1:{port}{path}");
+    let url = format!("http://{}{path}", SocketAddr::new(address, port));
     let unreachable = |source| HookError::Unreachable {
         path: path.clone(),
         source,

@@ -125,8 +125,8 @@ impl Project {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        // Whatever the deployer did not remove at its shutdown is removed here, by its replica
-        // label, so the next run starts clean; it still counts as a failure.
+        // The deployer removes its containers when it stops. Any it left are removed here by
+        // their replica label, so the next run starts clean, and still count as a failure.
         let left = docker(&[
             "ps",
             "--all",

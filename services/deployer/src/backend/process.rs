@@ -5,8 +5,11 @@ mod memory;
 mod output;
 
 use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug_span, error, info, warn};
 
 use super::{
-    Error, Exit, ExitWatch, FaultSignal, InstanceKey, Launch, Launched, Result, Runtime,
+    Error, Exit, ExitWatch, FaultSignal, InstanceKey, Launch, Launched, Program, Result, Runtime,
     RuntimeEvent,
 };
 use crate::domain::plan::Capabilities;
@@ -28,9 +31,13 @@ use crate::executable::{self, DigestCache};
 use crate::logs::{LogSink, Stream};
 
 pub use output::MAX_LINE;
+pub(super) use output::pump;
 
 /// Time a process has to disappear after SIGKILL before stopping it is reported as failed.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Address local processes listen on and are reached at.
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A running child.
 #[derive(Debug)]
@@ -78,7 +85,7 @@ impl ProcessRuntime {
         }
     }
 
-    fn command(&self, launch: &Launch) -> Command {
+    fn command(&self, launch: &Launch, program: &Path) -> Command {
         let mut command = match &self.death_signal {
             // setpriv sets PR_SET_PDEATHSIG and then execs the program, so the child keeps
             // the pid that was spawned. The kernel sends the signal when the thread that
@@ -86,16 +93,15 @@ impl ProcessRuntime {
             // live as long as the deployer's runtime.
             Some(setpriv) => {
                 let mut command = Command::new(setpriv);
-                command
-                    .args(["--pdeathsig", "KILL", "--"])
-                    .arg(&launch.program);
+                command.args(["--pdeathsig", "KILL", "--"]).arg(program);
                 command
             }
-            None => Command::new(&launch.program),
+            None => Command::new(program),
         };
         command
             .args(&launch.args)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .env("ARO_HOST", LOOPBACK.to_string())
             .current_dir(&launch.working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -154,21 +160,27 @@ impl Capabilities for ProcessRuntime {
 
 impl Runtime for ProcessRuntime {
     async fn start(&self, launch: Launch) -> Result<Launched> {
-        let artifact_digest =
-            self.digests
-                .sha256(launch.program.clone())
-                .await
-                .map_err(|source| Error::Digest {
-                    program: launch.program.clone(),
-                    source,
-                })?;
+        let Program::Executable(program) = &launch.program else {
+            return Err(Error::Unsupported {
+                runtime: "process",
+                what: "run a container image",
+            });
+        };
+        let artifact_digest = self
+            .digests
+            .sha256(program.clone())
+            .await
+            .map_err(|source| Error::Digest {
+                program: program.clone(),
+                source,
+            })?;
         let mut child = self
-            .command(&launch)
+            .command(&launch, program)
             .spawn()
             .map_err(|source| Error::Start {
                 key: launch.key.clone(),
-                program: launch.program.clone(),
-                source,
+                program: program.display().to_string(),
+                source: Box::new(source),
             })?;
         let started_at = SystemTime::now();
         let pid = child.id().expect("a child that was not awaited has a pid");
@@ -239,6 +251,7 @@ impl Runtime for ProcessRuntime {
         Ok(Launched {
             pid,
             artifact_digest,
+            address: LOOPBACK,
             started_at,
             exit,
         })
@@ -285,6 +298,66 @@ impl Runtime for ProcessRuntime {
         };
         self.signal(key, signal)?;
         Ok(SystemTime::now())
+    }
+
+    async fn read_file(&self, key: &InstanceKey, path: &Path) -> Result<Vec<u8>> {
+        tokio::fs::read(path).await.map_err(|source| Error::File {
+            key: key.clone(),
+            operation: "read",
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    async fn write_file_at(
+        &self,
+        key: &InstanceKey,
+        path: &Path,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let target = path.to_owned();
+        let bytes = bytes.to_vec();
+        let written = tokio::task::spawn_blocking(move || {
+            let file = OpenOptions::new().write(true).open(&target)?;
+            let len = file.metadata()?.len();
+            if offset + bytes.len() as u64 > len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} bytes at offset {offset} reach past the end of the {len}-byte file",
+                        bytes.len()
+                    ),
+                ));
+            }
+            file.write_all_at(&bytes, offset)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|result| result);
+        written.map_err(|source| Error::File {
+            key: key.clone(),
+            operation: "write",
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    async fn file_digest(&self, key: &InstanceKey, path: &Path) -> Result<String> {
+        self.digests
+            .sha256(path.to_owned())
+            .await
+            .map_err(|source| Error::File {
+                key: key.clone(),
+                operation: "hash",
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    fn fresh_files(&self) -> bool {
+        false
     }
 
     fn running(&self) -> Vec<InstanceKey> {

@@ -1,5 +1,5 @@
 //! Strings with placeholders that are filled in per instance: `{port}`, `{instance}`,
-//! `{workload}` and `{detector}`. `{{` and `}}` stand for literal braces.
+//! `{workload}`, `{detector}` and `{host}`. `{{` and `}}` stand for literal braces.
 
 use std::fmt;
 
@@ -12,13 +12,17 @@ pub struct Placeholders<'a> {
     pub workload: &'a str,
     /// gRPC address of the detector, `host:port`.
     pub detector: &'a str,
+    /// Address at which the deployer and the detector reach the instance: `127.0.0.1` for a
+    /// local process, the container's address on the project network for a container. Known
+    /// once the instance runs, so only health checks may use it.
+    pub host: &'a str,
 }
 
 /// Error in a template's syntax.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error(
-        "unknown placeholder {{{name}}}: expected {{port}}, {{instance}}, {{workload}} or {{detector}}"
+        "unknown placeholder {{{name}}}: expected {{port}}, {{instance}}, {{workload}}, {{detector}} or {{host}}"
     )]
     UnknownPlaceholder { name: String },
     #[error("unclosed '{{' at byte {position}: write '{{{{' for a literal brace")]
@@ -34,6 +38,7 @@ enum Part {
     Instance,
     Workload,
     Detector,
+    Host,
 }
 
 /// A parsed template. Rendering cannot fail, because parsing already checked every
@@ -74,6 +79,7 @@ impl Template {
                         "instance" => Part::Instance,
                         "workload" => Part::Workload,
                         "detector" => Part::Detector,
+                        "host" => Part::Host,
                         _ => {
                             return Err(TemplateError::UnknownPlaceholder {
                                 name: name.to_owned(),
@@ -106,6 +112,11 @@ impl Template {
         &self.source
     }
 
+    /// True when the template uses `{host}`.
+    pub fn uses_host(&self) -> bool {
+        self.parts.contains(&Part::Host)
+    }
+
     /// True when the template is exactly `{port}`.
     pub fn is_port_only(&self) -> bool {
         self.parts == [Part::Port]
@@ -121,6 +132,7 @@ impl Template {
                 Part::Instance => out.push_str(values.instance),
                 Part::Workload => out.push_str(values.workload),
                 Part::Detector => out.push_str(values.detector),
+                Part::Host => out.push_str(values.host),
             }
         }
         out
@@ -142,6 +154,7 @@ mod tests {
         instance: "web-3",
         workload: "web",
         detector: "127.0.0.1:7401",
+        host: "172.30.0.5",
     };
 
     fn render(source: &str) -> String {
@@ -157,6 +170,13 @@ mod tests {
             "http://127.0.0.1:4100/web/web-3"
         );
         assert_eq!(render("{detector}"), "127.0.0.1:7401");
+        assert_eq!(render("http://{host}:{port}/"), "http://172.30.0.5:4100/");
+    }
+
+    #[test]
+    fn host_use_is_recognised() {
+        assert!(Template::parse("{host}:{port}").expect("valid").uses_host());
+        assert!(!Template::parse("{{host}}").expect("valid").uses_host());
     }
 
     #[test]
@@ -172,11 +192,11 @@ mod tests {
 
     #[test]
     fn unknown_placeholder_is_rejected() {
-        let error = Template::parse("{host}").expect_err("{host} is not a placeholder");
+        let error = Template::parse("{address}").expect_err("{address} is not a placeholder");
         assert_eq!(
             error,
             TemplateError::UnknownPlaceholder {
-                name: "host".to_owned()
+                name: "address".to_owned()
             }
         );
     }

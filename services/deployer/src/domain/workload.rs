@@ -7,21 +7,51 @@ use std::time::Duration;
 use super::template::{Placeholders, Template};
 
 /// Environment variables that the deployer sets for every instance; a workload may not set
-/// them itself.
-pub const RESERVED_ENV: [&str; 5] = [
+/// them itself. `ARO_HOST` is the address the instance should listen on, which the runtime
+/// sets: `127.0.0.1` for a local process, `0.0.0.0` in a container.
+pub const RESERVED_ENV: [&str; 6] = [
     "ARO_WORKLOAD",
     "ARO_INSTANCE",
     "ARO_PORT",
+    "ARO_HOST",
     "ARO_DETECTOR_ADDR",
     "ARO_HEARTBEAT_INTERVAL_MS",
 ];
+
+/// What a workload runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProgramSpec {
+    /// Program name (looked up on `PATH`) or path, as written in the file; the process
+    /// runtime runs it.
+    Command(String),
+    /// Container image reference, such as `aro-sample-workload:dev`; the Docker runtime runs
+    /// it.
+    Image(String),
+}
+
+impl ProgramSpec {
+    /// Name of the workload-file field that declares it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Command(_) => "command",
+            Self::Image(_) => "image",
+        }
+    }
+
+    /// The command or image as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Command(value) | Self::Image(value) => value,
+        }
+    }
+}
 
 /// A workload: the program to run, how many copies, and how to tell that a copy serves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadSpec {
     pub name: String,
-    /// Program name (looked up on `PATH`) or path, as written in the file.
-    pub command: String,
+    /// The command or the image the instances run.
+    pub program: ProgramSpec,
     /// Labels that select the workload (chaos targets, for one), with Kubernetes-style keys
     /// and values, in key order.
     pub labels: BTreeMap<String, String>,
@@ -240,7 +270,7 @@ mod tests {
     fn spec(check: CheckSpec) -> WorkloadSpec {
         WorkloadSpec {
             name: "web".to_owned(),
-            command: "python3".to_owned(),
+            program: ProgramSpec::Command("python3".to_owned()),
             labels: BTreeMap::new(),
             args: vec![template("-m"), template("http.server"), template("{port}")],
             env: vec![("MODE".to_owned(), template("{workload}-{instance}"))],
@@ -263,6 +293,7 @@ mod tests {
         instance: "web-1",
         workload: "web",
         detector: "127.0.0.1:7401",
+        host: "127.0.0.1",
     };
 
     #[test]

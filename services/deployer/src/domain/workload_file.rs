@@ -14,6 +14,10 @@
 //! timeout = "200ms"
 //! ```
 //!
+//! A workload runs either a `command` (the process runtime) or an `image`, such as
+//! `image = "aro-sample-workload:dev"` (the Docker runtime). Health checks may use `{host}`,
+//! the instance's address.
+//!
 //! Optional fields of a workload: `args`, `env`, `labels` (`{ tier = "web" }`, with
 //! Kubernetes-style keys and values), `replicas`, `start_timeout`,
 //! `checksum_files`, `memory_limit` (`"256MiB"`), `artifact_digest` (`"sha256:<hex>"`) and a
@@ -28,7 +32,7 @@ use serde::Deserialize;
 use super::byte_size;
 use super::template::{Placeholders, Template};
 use super::workload::{
-    CheckSpec, HealthSpec, RESERVED_ENV, TcpPort, WorkloadSpec, validate_label_key,
+    CheckSpec, HealthSpec, ProgramSpec, RESERVED_ENV, TcpPort, WorkloadSpec, validate_label_key,
     validate_label_value,
 };
 
@@ -93,7 +97,8 @@ macro_rules! named_field {
 }
 
 named_field!(name_field, "name", String);
-named_field!(command_field, "command", String);
+named_field!(command_field, "command", Option<String>);
+named_field!(image_field, "image", Option<String>);
 named_field!(args_field, "args", Vec<String>);
 named_field!(env_field, "env", BTreeMap<String, String>);
 named_field!(labels_field, "labels", BTreeMap<String, String>);
@@ -115,8 +120,10 @@ named_field!(heartbeat_interval_field, "heartbeat.interval", String);
 struct RawWorkload {
     #[serde(deserialize_with = "name_field")]
     name: String,
-    #[serde(deserialize_with = "command_field")]
-    command: String,
+    #[serde(default, deserialize_with = "command_field")]
+    command: Option<String>,
+    #[serde(default, deserialize_with = "image_field")]
+    image: Option<String>,
     #[serde(default, deserialize_with = "args_field")]
     args: Vec<String>,
     #[serde(default, deserialize_with = "env_field")]
@@ -171,7 +178,63 @@ const SAMPLE: Placeholders<'static> = Placeholders {
     instance: "sample-1",
     workload: "sample",
     detector: "127.0.0.1:1",
+    host: "127.0.0.1",
 };
+
+/// Where a deployer runs its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Local child processes: workloads declare a `command`.
+    Process,
+    /// Containers of the local Docker engine: workloads declare an `image`.
+    Docker,
+}
+
+/// Lowest memory limit the Docker engine accepts.
+pub const MIN_CONTAINER_MEMORY_LIMIT: u64 = 6 << 20;
+
+/// Checks that every workload suits `runtime`: the process runtime runs commands; the Docker
+/// runtime runs images, names checksum files by absolute paths inside the container, needs a
+/// health check that reaches the container, and a memory limit the engine accepts.
+///
+/// # Errors
+///
+/// Returns the first workload that does not suit, naming the file, the workload, the field
+/// and the value.
+pub fn check_runtime(file: &str, specs: &[WorkloadSpec], runtime: RuntimeKind) -> Result<()> {
+    for spec in specs {
+        let context = Context {
+            file,
+            label: format!("{:?}", spec.name),
+        };
+        match (runtime, &spec.program) {
+            (RuntimeKind::Process, ProgramSpec::Command(_))
+            | (RuntimeKind::Docker, ProgramSpec::Image(_)) => {}
+            (RuntimeKind::Process, ProgramSpec::Image(image)) => {
+                return Err(context.field(
+                    "image",
+                    format!(
+                        "{image:?} is a container image, which the process runtime cannot run: \
+                         start the deployer with --runtime docker, or set command"
+                    ),
+                ));
+            }
+            (RuntimeKind::Docker, ProgramSpec::Command(command)) => {
+                return Err(context.field(
+                    "command",
+                    format!(
+                        "{command:?} is a program of this host, which the docker runtime cannot \
+                         run: set image, or start the deployer with --runtime process"
+                    ),
+                ));
+            }
+        }
+        if runtime == RuntimeKind::Docker {
+            context.check_container(spec)?;
+        }
+    }
+    Ok(())
+}
 
 /// Parses and validates the text of a workload file; `file` names it in errors.
 ///
@@ -223,6 +286,46 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    fn check_container(&self, spec: &WorkloadSpec) -> Result<()> {
+        if let CheckSpec::Tcp(port) = &spec.health.check {
+            let value = match port {
+                TcpPort::Allocated => "{port}".to_owned(),
+                TcpPort::Fixed(port) => port.to_string(),
+            };
+            return Err(self.field(
+                "health.tcp",
+                format!(
+                    "{value:?}: a tcp check connects to 127.0.0.1, which does not reach a \
+                     container: use http = \"http://{{host}}:{{port}}/healthz\" or grpc = \
+                     \"{{host}}:{{port}}\""
+                ),
+            ));
+        }
+        for (index, path) in spec.checksum_files.iter().enumerate() {
+            if !path.is_absolute() {
+                return Err(self.field(
+                    &format!("checksum_files[{index}]"),
+                    format!(
+                        "{:?} is relative: name a container's file by its absolute path inside \
+                         the container",
+                        path.display().to_string()
+                    ),
+                ));
+            }
+        }
+        if let Some(limit) = spec.memory_limit
+            && limit < MIN_CONTAINER_MEMORY_LIMIT
+        {
+            return Err(self.field(
+                "memory_limit",
+                format!(
+                    "{limit} bytes is below the 6MiB that the Docker engine accepts for a container"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn workload(&self, message: &str) -> Error {
         Error::Workload {
             file: self.file.to_owned(),
@@ -242,14 +345,12 @@ impl Context<'_> {
 
     fn validate(&self, raw: RawWorkload) -> Result<WorkloadSpec> {
         let name = self.name(raw.name)?;
-        if raw.command.trim().is_empty() {
-            return Err(self.field("command", "must not be empty".to_owned()));
-        }
+        let program = self.program(raw.command, raw.image)?;
         let args = raw
             .args
             .iter()
             .enumerate()
-            .map(|(i, arg)| self.template(&format!("args[{i}]"), arg))
+            .map(|(i, arg)| self.instance_template(&format!("args[{i}]"), arg))
             .collect::<Result<_>>()?;
         let env = self.env(raw.env)?;
         let labels = self.labels(raw.labels)?;
@@ -290,7 +391,7 @@ impl Context<'_> {
         };
         Ok(WorkloadSpec {
             name,
-            command: raw.command,
+            program,
             labels,
             args,
             env,
@@ -302,6 +403,40 @@ impl Context<'_> {
             health,
             heartbeat_interval,
         })
+    }
+
+    fn program(&self, command: Option<String>, image: Option<String>) -> Result<ProgramSpec> {
+        let program = match (command, image) {
+            (Some(command), None) => ProgramSpec::Command(command),
+            (None, Some(image)) => ProgramSpec::Image(image),
+            (None, None) => {
+                return Err(self.field(
+                    "command",
+                    "missing: set command (a program, for the process runtime) or image (for \
+                     the Docker runtime)"
+                        .to_owned(),
+                ));
+            }
+            (Some(command), Some(image)) => {
+                return Err(self.field(
+                    "image",
+                    format!("{image:?} is set together with command {command:?}: set one of them"),
+                ));
+            }
+        };
+        let value = program.as_str();
+        if value.trim().is_empty() {
+            return Err(self.field(program.field(), "must not be empty".to_owned()));
+        }
+        if let ProgramSpec::Image(image) = &program
+            && let Some(bad) = image.chars().find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(self.field(
+                "image",
+                format!("{image:?} contains {bad:?}: expected an image reference such as \"aro-sample-workload:dev\""),
+            ));
+        }
+        Ok(program)
     }
 
     fn memory_limit(&self, value: &str) -> Result<u64> {
@@ -361,6 +496,22 @@ impl Context<'_> {
         Template::parse(value).map_err(|error| self.field(field, format!("{value:?}: {error}")))
     }
 
+    /// Parses a template of the instance's own arguments or environment, which are set before
+    /// the instance has an address, so `{host}` is not available there.
+    fn instance_template(&self, field: &str, value: &str) -> Result<Template> {
+        let template = self.template(field, value)?;
+        if template.uses_host() {
+            return Err(self.field(
+                field,
+                format!(
+                    "{value:?} uses {{host}}, which is known only once the instance runs: use it \
+                     in health checks; an instance finds its listen address in ARO_HOST"
+                ),
+            ));
+        }
+        Ok(template)
+    }
+
     fn env(&self, env: BTreeMap<String, String>) -> Result<Vec<(String, Template)>> {
         let mut out = Vec::with_capacity(env.len());
         for (key, value) in env {
@@ -379,7 +530,7 @@ impl Context<'_> {
                     ),
                 ));
             }
-            let template = self.template(&field, &value)?;
+            let template = self.instance_template(&field, &value)?;
             out.push((key, template));
         }
         Ok(out)

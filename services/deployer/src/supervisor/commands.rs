@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use aro_proto::v1::{Action, Command, InstanceRef, Outcome, OutcomeStatus};
 use tracing::{debug, error, info, warn};
 
-use super::{Spawned, Supervisor, Verification};
+use super::{Supervisor, Verification};
 use crate::backend::{self, FaultSignal, InstanceKey, Runtime};
 use crate::checksum_file;
 use crate::convert::{self, timestamp};
@@ -118,7 +118,7 @@ impl<R: Runtime> Supervisor<R> {
                 .get(&target.workload, &target.instance)
                 .and_then(|record| {
                     let spec = fleet.spec(&record.workload)?;
-                    Some(self.launch_for(record, spec).1)
+                    Some(self.probe_for(record, spec))
                 })
         };
         let Some(probe) = probe else {
@@ -169,12 +169,18 @@ impl<R: Runtime> Supervisor<R> {
                 .begin_restart(&target.workload, &target.instance, SystemTime::now())
                 .map(|record| {
                     let spec = fleet.spec(&record.workload).expect("the workload exists");
-                    let (launch, probe) = self.launch_for(&record, spec);
+                    let launch = self.launch_for(&record, spec);
                     let write = self.queue_put(&fleet, &record);
-                    (launch, probe, spec.start_timeout, write)
+                    (
+                        record,
+                        launch,
+                        spec.health.clone(),
+                        spec.start_timeout,
+                        write,
+                    )
                 })
         };
-        let (launch, probe, start_timeout, write) = match prepared {
+        let (record, launch, health, start_timeout, write) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 return finish(outcome, OutcomeStatus::Superseded, error.to_string());
@@ -206,14 +212,8 @@ impl<R: Runtime> Supervisor<R> {
         outcome.replacement = Some(convert::key_ref(&key, &self.settings.node));
         self.apply_crash_loop(&key).await;
 
-        let verification = self
-            .verify(Spawned {
-                key: key.clone(),
-                launched,
-                probe,
-                start_timeout,
-            })
-            .await;
+        let spawned = self.spawned(&record, &health, start_timeout, launched);
+        let verification = self.verify(spawned).await;
         record_verification(outcome, &key, &verification);
     }
 
@@ -306,6 +306,10 @@ impl<R: Runtime> Supervisor<R> {
     /// executable. Returns a note for each file that changed.
     async fn restore_declared_files(&self, workload: &str) -> Vec<String> {
         let mut notes = Vec::new();
+        // Each fresh instance starts from its own copy of the image's files.
+        if self.runtime.fresh_files() {
+            return notes;
+        }
         for file in self.declared_files(workload) {
             // A file that cannot be hashed (deleted, unreadable) is restored too.
             if let Ok(digest) = self.digests.sha256(file.path.clone()).await

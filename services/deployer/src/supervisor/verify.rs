@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tracing::debug;
 
 use super::{Spawned, Supervisor};
-use crate::backend::{Exit, ExitWatch, Runtime};
+use crate::backend::{Exit, ExitWatch, InstanceKey, Runtime};
 use crate::probe;
 
 /// How long verification waits for an exit that the fleet already recorded to reach the
@@ -101,10 +101,7 @@ impl<R: Runtime> Supervisor<R> {
             }
         }
 
-        if let Err(message) = self
-            .check_digests(&key.workload, &launched.artifact_digest)
-            .await
-        {
+        if let Err(message) = self.check_digests(&key, &launched.artifact_digest).await {
             return Verification::Corrupt(message);
         }
         let at = SystemTime::now();
@@ -128,23 +125,22 @@ impl<R: Runtime> Supervisor<R> {
         }
     }
 
-    /// Compares the started executable's digest and the declared files' digests with those
-    /// at start-up.
-    async fn check_digests(&self, workload: &str, artifact_digest: &str) -> Result<(), String> {
+    /// Compares the started executable's or image's digest and the declared files' digests,
+    /// as the instance sees them, with those at start-up.
+    async fn check_digests(&self, key: &InstanceKey, artifact_digest: &str) -> Result<(), String> {
         let artifact = self
             .artifacts
-            .get(workload)
+            .get(&key.workload)
             .expect("every workload's executable was resolved at start-up");
         if artifact_digest != artifact.digest {
             return Err(format!(
-                "executable {} has digest {artifact_digest}, not {} as at start-up",
-                artifact.program.display(),
-                artifact.digest
+                "{} has digest {artifact_digest}, not {} as at start-up",
+                artifact.program, artifact.digest
             ));
         }
         for file in &artifact.files {
             let (path, expected) = (&file.path, &file.digest);
-            match self.digests.sha256(path.clone()).await {
+            match self.runtime.file_digest(key, path).await {
                 Ok(digest) if &digest == expected => {}
                 Ok(digest) => {
                     return Err(format!(

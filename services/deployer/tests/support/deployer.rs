@@ -19,6 +19,8 @@ pub struct Options {
     pub stop_grace: &'static str,
     /// Files written beside the workload file before start, as (name, content).
     pub files: Vec<(&'static str, &'static str)>,
+    /// Further flags, such as `--runtime docker`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -28,6 +30,7 @@ impl Default for Options {
             isolation_retention: "5m",
             stop_grace: "2s",
             files: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -76,6 +79,7 @@ impl Deployer {
         if options.enable_chaos {
             command.arg("--enable-chaos");
         }
+        command.args(&options.extra_args);
         let child = command.spawn().expect("starting aro-deployer");
         Self {
             child,

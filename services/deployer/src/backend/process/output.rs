@@ -47,7 +47,7 @@ pub(super) async fn read_line<R: AsyncBufRead + Unpin>(
 }
 
 /// Forwards every line of `pipe` to `sink` until the pipe closes.
-pub(super) async fn pump(
+pub(in crate::backend) async fn pump(
     pipe: impl AsyncRead + Unpin,
     workload: String,
     instance: String,

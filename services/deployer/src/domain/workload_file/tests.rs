@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::domain::workload::{CheckSpec, TcpPort};
+use crate::domain::workload::{CheckSpec, ProgramSpec, TcpPort};
 
 const FILE: &str = "fleet.toml";
 
@@ -40,7 +40,7 @@ fn valid_file_parses_with_defaults() {
     assert_eq!(specs.len(), 1);
     let spec = &specs[0];
     assert_eq!(spec.name, "web");
-    assert_eq!(spec.command, "python3");
+    assert_eq!(spec.program, ProgramSpec::Command("python3".to_owned()));
     assert_eq!(spec.replicas, 1);
     assert_eq!(spec.start_timeout, Duration::from_secs(10));
     assert_eq!(spec.health.interval, Duration::from_millis(250));
@@ -174,7 +174,10 @@ fn unknown_health_key_is_rejected() {
 fn missing_command_is_rejected() {
     let text = format!("[[workload]]\nname = \"web\"\n[workload.health]\n{HTTP}\n");
     let message = parse_err(&text);
-    assert_mentions(&message, &[FILE, "\"web\"", "command"]);
+    assert_mentions(
+        &message,
+        &[FILE, "\"web\"", "field command", "missing", "image"],
+    );
 }
 
 #[test]
@@ -579,4 +582,125 @@ fn invalid_label_value_is_rejected() {
 fn labels_of_wrong_type_are_rejected() {
     let message = parse_err(&workload("labels = { tier = 3 }", HTTP));
     assert_mentions(&message, &[FILE, "field labels", "invalid type"]);
+}
+
+/// Builds a workload that runs `image`, with `extra` lines and an HTTP check on `{host}`.
+fn image_workload(extra: &str) -> String {
+    format!(
+        "[[workload]]\nname = \"web\"\nimage = \"aro-sample-workload:dev\"\n{extra}\n\
+         [workload.health]\nhttp = \"http://{{host}}:{{port}}/healthz\"\n"
+    )
+}
+
+#[test]
+fn image_workload_parses() {
+    let specs = parse_ok(&image_workload(""));
+    assert_eq!(
+        specs[0].program,
+        ProgramSpec::Image("aro-sample-workload:dev".to_owned())
+    );
+}
+
+#[test]
+fn command_and_image_together_are_rejected() {
+    let message = parse_err(&image_workload("command = \"python3\""));
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "\"web\"",
+            "field image",
+            "aro-sample-workload:dev",
+            "python3",
+            "one of them",
+        ],
+    );
+}
+
+#[test]
+fn image_with_spaces_is_rejected() {
+    let message = parse_err(
+        "[[workload]]\nname = \"web\"\nimage = \"aro sample\"\n[workload.health]\nexec = [\"true\"]\n",
+    );
+    assert_mentions(&message, &["field image", "\"aro sample\"", "' '"]);
+}
+
+#[test]
+fn host_placeholder_is_rejected_outside_health_checks() {
+    let message = parse_err(&workload("args = [\"--bind\", \"{host}\"]", HTTP));
+    assert_mentions(&message, &["field args[1]", "\"{host}\"", "ARO_HOST"]);
+    let message = parse_err(&workload("env = { BIND = \"{host}\" }", HTTP));
+    assert_mentions(&message, &["field env.BIND", "{host}"]);
+}
+
+fn check(text: &str, runtime: RuntimeKind) -> Result<()> {
+    check_runtime(FILE, &parse_ok(text), runtime)
+}
+
+#[test]
+fn each_runtime_takes_its_own_workloads() {
+    assert_eq!(check(&workload("", HTTP), RuntimeKind::Process), Ok(()));
+    assert_eq!(check(&image_workload(""), RuntimeKind::Docker), Ok(()));
+    let message = check(&image_workload(""), RuntimeKind::Process)
+        .expect_err("the process runtime runs no image")
+        .to_string();
+    assert_mentions(
+        &message,
+        &[
+            FILE,
+            "\"web\"",
+            "field image",
+            "\"aro-sample-workload:dev\"",
+            "--runtime docker",
+        ],
+    );
+    let message = check(&workload("", HTTP), RuntimeKind::Docker)
+        .expect_err("the docker runtime runs no command")
+        .to_string();
+    assert_mentions(
+        &message,
+        &[FILE, "field command", "\"python3\"", "set image"],
+    );
+}
+
+#[test]
+fn container_workload_needs_a_check_that_reaches_it() {
+    let text = "[[workload]]\nname = \"web\"\nimage = \"aro-sample-workload:dev\"\n\
+                [workload.health]\ntcp = \"{port}\"\n";
+    let message = check(text, RuntimeKind::Docker)
+        .expect_err("tcp checks stay on loopback")
+        .to_string();
+    assert_mentions(&message, &["field health.tcp", "\"{port}\"", "{host}"]);
+}
+
+#[test]
+fn container_checksum_files_are_absolute() {
+    let message = check(
+        &image_workload("checksum_files = [\"beat-data.txt\"]"),
+        RuntimeKind::Docker,
+    )
+    .expect_err("relative path")
+    .to_string();
+    assert_mentions(
+        &message,
+        &["field checksum_files[0]", "\"beat-data.txt\"", "absolute"],
+    );
+    assert_eq!(
+        check(
+            &image_workload("checksum_files = [\"/srv/aro/beat-data.txt\"]"),
+            RuntimeKind::Docker
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn container_memory_limit_has_the_engine_minimum() {
+    let message = check(
+        &image_workload("memory_limit = \"2MiB\""),
+        RuntimeKind::Docker,
+    )
+    .expect_err("below the engine minimum")
+    .to_string();
+    assert_mentions(&message, &["field memory_limit", "2097152 bytes", "6MiB"]);
 }

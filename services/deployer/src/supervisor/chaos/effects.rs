@@ -152,7 +152,9 @@ impl<R: Runtime> Supervisor<R> {
             .map_err(|error| ChaosError::Internal(error.to_string()))?
             .map_err(|error| match error {
                 CorruptionError::Empty { .. } => ChaosError::FailedPrecondition(error.to_string()),
-                CorruptionError::Io { .. } => ChaosError::Internal(error.to_string()),
+                CorruptionError::Io { .. } | CorruptionError::Runtime { .. } => {
+                    ChaosError::Internal(error.to_string())
+                }
             })?;
         let detail = format!(
             ": overwrote {} bytes of {} at offset {}",
