@@ -2,10 +2,12 @@
 
 Usage: check-policy.py FILE --images dev|digest
 
-The schema validator checks that the fields exist, and this script checks their values: non-root,
-read-only root file system, no capabilities, seccomp RuntimeDefault, requests and limits,
-probes, no service account token unless the pod uses its account, images of the expected form,
-a default-deny NetworkPolicy and a PodDisruptionBudget for every StatefulSet.
+The schema validator checks that the fields exist, and this script checks their values. Every
+container runs as non-root with a read-only root file system, no capabilities and seccomp
+RuntimeDefault, has CPU and memory requests and limits and liveness and readiness probes, and
+uses an image of the expected form. A pod mounts no service account token unless it has an
+account of its own. A default-deny NetworkPolicy and a PodDisruptionBudget for every
+StatefulSet exist.
 """
 
 import argparse
