@@ -93,6 +93,8 @@ struct Checks {
     key: InstanceKey,
     generation: u64,
     artifact_checked: bool,
+    /// Whether the process runs in a container, once known.
+    container: Option<bool>,
     last_full: Option<Instant>,
     /// Stamp of each declared file when it was last hashed.
     stamps: HashMap<String, FileStamp>,
@@ -116,6 +118,7 @@ impl Checks {
             key,
             generation,
             artifact_checked: false,
+            container: None,
             last_full: None,
             stamps: HashMap::new(),
             process_log: LogLimit::new(LOG_INTERVAL),
@@ -146,16 +149,32 @@ impl Checks {
         if let Some(process) = process {
             self.sample_memory(&entry, process).await;
         }
+        if let Some(process) = process
+            && self.container.is_none()
+        {
+            self.container = blocking(move || process.in_container().ok()).await.flatten();
+        }
+        let container = self.container == Some(true);
         // A generation raises one fault at most, so once it has, hashing is wasted.
         if !faulted {
             if let Some(process) = process
                 && (!self.artifact_checked || full)
             {
-                self.check_artifact(&entry, process, full).await;
+                if container {
+                    self.check_image(&entry);
+                } else {
+                    self.check_artifact(&entry, process, full).await;
+                }
                 self.artifact_checked = true;
             }
-            for file in &entry.declared_files {
-                self.check_declared_file(file, full).await;
+            // A container's files are reachable only through its running process; while the
+            // process is not found, whether it runs in a container is not known either.
+            let reachable = !container && (entry.pid == 0 || self.container.is_some());
+            let root = process.filter(|_| container);
+            if root.is_some() || reachable {
+                for file in &entry.declared_files {
+                    self.check_declared_file(file, root, full).await;
+                }
             }
         }
         if full {
@@ -267,15 +286,48 @@ impl Checks {
         });
     }
 
+    /// Compares the image a container runs, as the deployer recorded it, with the artifact
+    /// digest that the workload declares.
+    fn check_image(&self, entry: &Instance) {
+        let declared = &entry.expected_artifact_digest;
+        if declared.is_empty() {
+            return;
+        }
+        let Some(expected) = self.expected("artifact", "expected_artifact_digest", declared) else {
+            return;
+        };
+        let Some(actual) = self.expected("artifact", "artifact_digest", &entry.artifact_digest)
+        else {
+            return;
+        };
+        if actual == expected {
+            self.watcher.count_checksum("artifact", "match", 1);
+            return;
+        }
+        self.mismatch(ChecksumMismatch {
+            subject: ChecksumSubject::Artifact {
+                path: format!("container image {}", entry.artifact_digest),
+                interpreter: None,
+            },
+            expected,
+            actual: Observed::Digest(actual),
+        });
+    }
+
     /// Compares a declared file with its digest when it changed since it was last hashed, or
-    /// on a full round.
-    async fn check_declared_file(&mut self, file: &DeclaredFile, full: bool) {
+    /// on a full round. With `root`, the file is the one that process sees (in its container).
+    async fn check_declared_file(
+        &mut self,
+        file: &DeclaredFile,
+        root: Option<Process>,
+        full: bool,
+    ) {
         let Some(expected) = self.expected("declared_file", "declared_files.digest", &file.digest)
         else {
             return;
         };
-        let path = Path::new(&file.path);
-        if !path.is_absolute() {
+        let declared = Path::new(&file.path);
+        if !declared.is_absolute() {
             self.check_failed(
                 "declared_file",
                 &file.path,
@@ -283,6 +335,8 @@ impl Checks {
             );
             return;
         }
+        let opened = root.map(|process| process.file(declared));
+        let path = opened.as_deref().unwrap_or(declared);
         let stamp = match blocking({
             let path = path.to_owned();
             move || FileStamp::read(&path)

@@ -87,6 +87,21 @@ impl Process {
         Ok(parse_vm_rss(&status))
     }
 
+    /// Returns true when the process sees another file system than this one: it runs in a
+    /// container, whose paths mean nothing here.
+    pub(crate) fn in_container(self) -> io::Result<bool> {
+        let own = std::fs::read_link("/proc/self/ns/mnt")?;
+        let its = std::fs::read_link(proc_path(self.pid, "ns/mnt"))?;
+        Ok(own != its)
+    }
+
+    /// Returns the path that opens `path` as the process sees it, through its root directory:
+    /// the container's file for a process in a container.
+    pub(crate) fn file(self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        proc_path(self.pid, "root").join(relative)
+    }
+
     /// Returns the path that opens the process's executable, even when the file was deleted or
     /// replaced on disk since the process started.
     pub(crate) fn executable(self) -> PathBuf {
