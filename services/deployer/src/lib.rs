@@ -9,6 +9,7 @@ pub mod domain;
 pub mod executable;
 pub mod file_corruption;
 pub mod grpc;
+pub mod injections;
 pub mod logs;
 pub mod metrics;
 pub mod probe;

@@ -7,6 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use aro_proto::v1::ChaosKind;
+
+use crate::domain::chaos::ChaosBook;
 use crate::domain::fleet::{Fleet, State};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +35,12 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChaosLabels {
+    pub kind: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkloadLabels {
     pub workload: String,
 }
@@ -44,7 +53,8 @@ pub struct Metrics {
     pub instances: Family<InstanceLabels, Gauge>,
     pub commands: Family<CommandLabels, Counter>,
     pub recovery_seconds: HistogramFamily<ActionLabels>,
-    pub chaos_injections: Family<KindLabels, Counter>,
+    pub chaos_injections: Family<ChaosLabels, Counter>,
+    pub chaos_active_injections: Family<KindLabels, Gauge>,
     pub log_lines: Family<WorkloadLabels, Counter>,
     pub log_lines_dropped: Family<WorkloadLabels, Counter>,
     pub log_lines_truncated: Family<WorkloadLabels, Counter>,
@@ -63,6 +73,7 @@ impl Metrics {
             commands: Family::default(),
             recovery_seconds: Family::new_with_constructor(recovery_histogram),
             chaos_injections: Family::default(),
+            chaos_active_injections: Family::default(),
             log_lines: Family::default(),
             log_lines_dropped: Family::default(),
             log_lines_truncated: Family::default(),
@@ -85,8 +96,14 @@ impl Metrics {
         );
         registry.register(
             "chaos_injections",
-            "Faults injected through the chaos API, by kind",
+            "Changes of fault injections, by kind and phase (injected, completed, expired, \
+             cancelled, halted, reverted, target-recovered)",
             metrics.chaos_injections.clone(),
+        );
+        registry.register(
+            "chaos_active_injections",
+            "Fault injections in effect, by kind",
+            metrics.chaos_active_injections.clone(),
         );
         registry.register(
             "log_lines",
@@ -118,6 +135,26 @@ impl Metrics {
                     })
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
             }
+        }
+    }
+
+    /// Sets the active-injection gauges from the chaos book, every kind included.
+    pub fn observe_chaos(&self, book: &ChaosBook) {
+        let counts = book.active_by_kind();
+        for value in 1..=i32::MAX {
+            let Ok(kind) = ChaosKind::try_from(value) else {
+                break;
+            };
+            let count = counts.get(&kind).copied().unwrap_or(0);
+            let name = kind.as_str_name();
+            self.chaos_active_injections
+                .get_or_create(&KindLabels {
+                    kind: name
+                        .strip_prefix("CHAOS_KIND_")
+                        .unwrap_or(name)
+                        .to_ascii_lowercase(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aro_bus::{Bus, Registry};
+use aro_bus::{Bus, InjectionStore, Registry};
 use aro_proto::v1::chaos_server::ChaosServer;
 use aro_proto::v1::deployer_server::DeployerServer;
 use aro_service::{CommonArgs, GrpcServer, humantime_duration, serve_metrics};
@@ -27,6 +27,7 @@ use crate::domain::workload::{ProgramSpec, WorkloadSpec};
 use crate::domain::workload_file::{self, RuntimeKind};
 use crate::executable::{self, DigestCache};
 use crate::grpc::{ChaosService, DeployerService};
+use crate::injections;
 use crate::logs::{self, LogSink};
 use crate::metrics::Metrics;
 use crate::supervisor::{Artifact, Settings, Supervisor};
@@ -128,6 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let registry = Registry::open(&bus).await?;
+    // Files that an earlier run left corrupted get their bytes back before they are hashed.
+    let injection_store = InjectionStore::open(&bus).await?;
+    let recovered = injections::recover(&bus, &injection_store, &node).await?;
     let (log_sink, log_queue) = LogSink::new(Arc::clone(&metrics));
     let log_publisher = logs::publish(log_queue, bus.client().clone(), Arc::clone(&metrics));
     tokio::spawn(log_publisher.instrument(info_span!("deployer.logs")));
@@ -138,6 +142,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         shutdown,
         node,
         working_dir,
+        injection_store,
+        recovered,
     };
     match args.runtime {
         RuntimeKind::Process => {
@@ -170,6 +176,8 @@ struct Wiring {
     shutdown: CancellationToken,
     node: String,
     working_dir: PathBuf,
+    injection_store: InjectionStore,
+    recovered: Vec<crate::domain::chaos::Injection>,
 }
 
 /// Runs the fleet on `runtime` and serves the APIs until shutdown, then stops every instance.
@@ -187,6 +195,8 @@ async fn serve<R: Runtime>(
         shutdown,
         node,
         working_dir,
+        injection_store,
+        recovered,
     } = wiring;
     let events = runtime
         .events()
@@ -213,6 +223,7 @@ async fn serve<R: Runtime>(
     if removed > 0 {
         info!(removed, "removed registry entries of an earlier run");
     }
+    supervisor.adopt_injections(injection_store, recovered);
     let drain_events = CancellationToken::new();
     let event_loop = tokio::spawn({
         let supervisor = Arc::clone(&supervisor);

@@ -23,14 +23,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::backend::{InstanceKey, Launch, Launched, Program, Runtime};
 use crate::checksum_file::ChecksumFile;
 use crate::convert;
-use crate::domain::chaos::ChaosBook;
 use crate::domain::fleet::{Fleet, FleetError, InstanceRecord};
 use crate::domain::workload::{HealthProbe, HealthSpec, WorkloadSpec};
 use crate::executable::DigestCache;
 use crate::metrics::Metrics;
 use crate::registry_writer::{PendingWrite, RegistryWriter};
 
-pub use chaos::{ChaosError, InjectRequest};
+pub use chaos::{Change, ChaosError, ChaosState, InjectRequest, Injected};
 pub use verify::Verification;
 
 /// Settings of the supervisor.
@@ -92,9 +91,7 @@ pub struct Supervisor<R> {
     registry: Registry,
     writer: RegistryWriter,
     fleet: Mutex<Fleet>,
-    chaos: Mutex<ChaosBook>,
-    /// Serialises injections, so two requests with one idempotency key inject once.
-    chaos_injecting: tokio::sync::Mutex<()>,
+    chaos: ChaosState,
     artifacts: HashMap<String, Artifact>,
     /// Digests of checksum files, hashed again only when they change.
     digests: DigestCache,
@@ -128,8 +125,7 @@ impl<R: Runtime> Supervisor<R> {
             writer: RegistryWriter::spawn(registry.clone()),
             registry,
             fleet: Mutex::new(fleet),
-            chaos: Mutex::default(),
-            chaos_injecting: tokio::sync::Mutex::new(()),
+            chaos: ChaosState::default(),
             artifacts,
             digests: DigestCache::default(),
             command_locks: Mutex::default(),
@@ -148,10 +144,6 @@ impl<R: Runtime> Supervisor<R> {
 
     fn fleet(&self) -> std::sync::MutexGuard<'_, Fleet> {
         self.fleet.lock().expect("fleet lock poisoned")
-    }
-
-    fn chaos_book(&self) -> std::sync::MutexGuard<'_, ChaosBook> {
-        self.chaos.lock().expect("chaos book lock poisoned")
     }
 
     /// Queues the registry entry of `record`. Call it while holding the fleet lock, so
@@ -457,14 +449,14 @@ impl<R: Runtime> Supervisor<R> {
         write.stored().await;
     }
 
-    /// Puts back every file that a fault injection corrupted, then stops every instance
-    /// (SIGTERM, then SIGKILL after the stop grace) and waits for each. Exit signals are
+    /// Ends every active fault injection, then stops every instance (SIGTERM, then SIGKILL
+    /// after the stop grace) and waits for each. Exit signals are
     /// published by [`run_events`], which the caller drains afterwards.
     ///
     /// [`run_events`]: Supervisor::run_events
     pub async fn stop_all(&self) {
         self.stopping.cancel();
-        self.undo_file_corruptions().await;
+        self.end_injections_at_stop().await;
         let running = self.runtime.running();
         info!(instances = running.len(), grace = ?self.settings.stop_grace, "stopping instances");
         let stops = running.iter().map(|key| async move {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use aro_proto::v1::CorruptFileParams;
 
 /// Content of the declared file in these tests: long enough that a corruption lands inside.
 const PRISTINE: &str = "sku-0001 bolt-m6 57\nsku-0002 bolt-m8 94\nsku-0003 nut-m6 131\n";
@@ -136,6 +137,14 @@ async fn corrupt_file_overwrites_declared_file_until_halted() {
     );
 }
 
+fn corrupt_file_params(path: &str) -> Option<FaultParams> {
+    Some(FaultParams {
+        kind: Some(fault_params::Kind::CorruptFile(CorruptFileParams {
+            path: path.to_owned(),
+        })),
+    })
+}
+
 #[tokio::test]
 async fn corrupt_file_takes_only_declared_paths() {
     let (fleet, options) = web_with_data_file();
@@ -146,7 +155,7 @@ async fn corrupt_file_takes_only_declared_paths() {
 
     for path in ["data.txt".to_owned(), registered] {
         let request = InjectFaultRequest {
-            path: path.clone(),
+            params: corrupt_file_params(&path),
             ..inject(ChaosKind::CorruptFile, "web", "web-2")
         };
         chaos
@@ -161,7 +170,7 @@ async fn corrupt_file_takes_only_declared_paths() {
     let outside = harness.deployer.file("fleet.toml");
     let before = std::fs::read(&outside).expect("reading the workload file");
     let request = InjectFaultRequest {
-        path: outside.display().to_string(),
+        params: corrupt_file_params(&outside.display().to_string()),
         ..inject(ChaosKind::CorruptFile, "web", "web-2")
     };
     let error = chaos

@@ -13,9 +13,10 @@ use aro_bus::{Bus, Registry, subjects};
 use aro_proto::v1::chaos_client::ChaosClient;
 use aro_proto::v1::deployer_client::DeployerClient;
 use aro_proto::v1::{
-    Action, ChaosEvent, ChaosKind, Command, HaltAllRequest, InjectFaultRequest, Instance,
-    InstanceRef, InstanceState, ListFaultsRequest, ListWorkloadsRequest, Outcome, OutcomeStatus,
-    Signal, health_check, signal,
+    Action, ChaosEvent, ChaosKind, Command, CrashLoopParams, FaultParams, HaltAllRequest,
+    InjectFaultRequest, Instance, InstanceRef, InstanceState, ListFaultsRequest,
+    ListWorkloadsRequest, Outcome, OutcomeStatus, Signal, TargetSelector, fault_params,
+    health_check, signal,
 };
 use futures::StreamExt;
 use nix::sys::signal::Signal as UnixSignal;
@@ -249,11 +250,22 @@ fn command(id: &str, action: Action, instance: &str, generation: u64) -> Command
     }
 }
 
+/// A request for a fault in `instance`, or in one serving instance when it is empty. The
+/// last-replica guard is off, because these tests check what each kind does to one instance;
+/// `chaos_api.rs` tests the guard.
 fn inject(kind: ChaosKind, workload: &str, instance: &str) -> InjectFaultRequest {
     InjectFaultRequest {
         kind: kind as i32,
-        workload: workload.to_owned(),
-        instance: instance.to_owned(),
+        selector: Some(TargetSelector {
+            workload: workload.to_owned(),
+            instances: [instance]
+                .into_iter()
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..TargetSelector::default()
+        }),
+        allow_last_replica: true,
         ..InjectFaultRequest::default()
     }
 }
@@ -261,7 +273,10 @@ fn inject(kind: ChaosKind, workload: &str, instance: &str) -> InjectFaultRequest
 /// Number of injections the Chaos API lists as active.
 async fn active_injections(chaos: &mut ChaosClient<Channel>) -> usize {
     chaos
-        .list_faults(ListFaultsRequest {})
+        .list_faults(ListFaultsRequest {
+            active_only: true,
+            ..ListFaultsRequest::default()
+        })
         .await
         .expect("listing faults")
         .into_inner()
@@ -644,7 +659,11 @@ async fn crash_loop_kills_restarts_in_place() {
     let mut signals = harness.subscribe(subjects::signal("web", "web-1")).await;
     let mut chaos = harness.chaos().await;
     let request = InjectFaultRequest {
-        count: 1,
+        params: Some(FaultParams {
+            kind: Some(fault_params::Kind::CrashLoop(CrashLoopParams {
+                restarts: 1,
+            })),
+        }),
         ..inject(ChaosKind::CrashLoop, "web", "web-1")
     };
     chaos
@@ -675,7 +694,10 @@ async fn crash_loop_kills_restarts_in_place() {
         recovered.message
     );
     let faults = chaos
-        .list_faults(ListFaultsRequest {})
+        .list_faults(ListFaultsRequest {
+            active_only: true,
+            ..ListFaultsRequest::default()
+        })
         .await
         .expect("listing faults")
         .into_inner();
@@ -738,8 +760,8 @@ async fn hang_with_duration_is_resumed() {
         .expect("injecting a hang");
     let injected: ChaosEvent = next(&mut chaos_events).await;
     assert_eq!(injected.phase, "injected");
-    let reverted: ChaosEvent = next(&mut chaos_events).await;
-    assert_eq!(reverted.phase, "reverted");
+    let expired: ChaosEvent = next(&mut chaos_events).await;
+    assert_eq!(expired.phase, "expired");
     wait_state(pid, false).await;
 }
 
@@ -763,7 +785,7 @@ async fn chaos_disabled_returns_failed_precondition() {
         "{}",
         error.message()
     );
-    let list = chaos.list_faults(ListFaultsRequest {}).await;
+    let list = chaos.list_faults(ListFaultsRequest::default()).await;
     assert_eq!(
         list.map_err(|e| e.code()).err(),
         Some(Code::FailedPrecondition)
@@ -844,7 +866,8 @@ async fn bad_chaos_requests_are_rejected() {
         .expect("an empty instance picks a serving one")
         .into_inner()
         .injection
-        .and_then(|injection| injection.target)
+        .and_then(|injection| injection.targets.into_iter().next())
+        .and_then(|target| target.instance)
         .expect("the injection names its target");
     assert!(
         ["web-1", "web-2"].contains(&picked.instance.as_str()),

@@ -1,43 +1,84 @@
-//! Fault injection: kills, hangs, crash loops, corrupted files and the faults a workload
-//! produces through its own chaos hooks, on purpose, each recorded as a chaos event.
+//! Fault injection: kills, hangs, partitions, crash loops, corrupted files and the faults a
+//! workload produces through its own chaos hooks, on purpose. Every injection is stored in
+//! the injections bucket while it lasts and every change is published as a chaos event.
 
 mod effects;
+mod lifecycle;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
 
-use aro_bus::subjects;
-use aro_proto::v1::{ChaosEvent, ChaosKind, InstanceRef};
-use rand::seq::IndexedRandom;
-use tracing::{Instrument, error, info, info_span};
+use aro_bus::InjectionStore;
+use aro_proto::v1::ChaosKind;
+use tokio::sync::broadcast;
+use tracing::info;
 
 use super::Supervisor;
-use crate::backend::{self, FaultSignal, InstanceKey, Runtime};
-use crate::convert::timestamp;
-use crate::domain::chaos::{DEFAULT_CRASH_LOOP_COUNT, Injection, TargetStatus, lives_in_process};
-use crate::domain::fleet::{InstanceRecord, State};
-use crate::domain::ids;
-use crate::metrics::KindLabels;
+use crate::backend::{self, Runtime};
+use crate::domain::chaos::selection::{
+    self, BlastRadius, Candidate, SelectionError, Selector, WorkloadView,
+};
+use crate::domain::chaos::{self, ChaosBook, Injection, Params, State, Target, TargetStatus};
+use crate::domain::fleet::State as InstanceState;
+
+pub use lifecycle::Change;
+
+/// Changes a watcher may fall behind by before it is sent the active set again.
+const WATCH_BUFFER: usize = 1024;
+
+/// Fault-injection state of the supervisor.
+#[derive(Debug)]
+pub struct ChaosState {
+    book: Mutex<ChaosBook>,
+    /// Serialises injections and the changes that end them, so that two requests with one
+    /// idempotency key inject once and an injection ends once.
+    serial: tokio::sync::Mutex<()>,
+    /// Set once the injections of earlier runs were recovered.
+    store: OnceLock<InjectionStore>,
+    changes: broadcast::Sender<Change>,
+    run_id: String,
+}
+
+impl Default for ChaosState {
+    fn default() -> Self {
+        Self {
+            book: Mutex::default(),
+            serial: tokio::sync::Mutex::new(()),
+            store: OnceLock::new(),
+            changes: broadcast::channel(WATCH_BUFFER).0,
+            run_id: format!("run-{:016x}", rand::random::<u64>()),
+        }
+    }
+}
 
 /// A request to inject one fault.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct InjectRequest {
     /// Raw `ChaosKind` value.
     pub kind: i32,
-    pub workload: String,
-    /// Empty picks one serving instance at random.
-    pub instance: String,
-    /// Crash-loop kills after the first; 0 means the default.
-    pub count: u32,
-    /// For hangs: resume after this long.
+    pub selector: Selector,
+    pub blast_radius: BlastRadius,
+    /// As given; defaults are filled in per kind.
+    pub params: Params,
+    /// Undo the fault after this long.
     pub duration: Option<Duration>,
     pub idempotency_key: String,
-    /// For file corruption: the declared file; empty picks the first.
-    pub path: String,
+    pub dry_run: bool,
+    pub allow_last_replica: bool,
 }
 
-/// Reasons an injection was not made.
+/// Result of an injection request.
+#[derive(Clone, Debug)]
+pub struct Injected {
+    /// For a dry run: the injection that would be made, never recorded.
+    pub injection: Injection,
+    pub dry_run: bool,
+    /// True when an earlier request with the same idempotency key made the injection.
+    pub replayed: bool,
+}
+
+/// Reasons an injection was not made or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {
     #[error("invalid {field}: {message}")]
@@ -49,171 +90,340 @@ pub enum ChaosError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("the injections of earlier deployer runs are still being recovered; retry shortly")]
+    Unavailable,
     #[error("injecting the fault failed: {0}")]
     Runtime(#[source] backend::Error),
     #[error("injecting the fault failed: {0}")]
     Internal(String),
 }
 
-fn kind_name(kind: ChaosKind) -> &'static str {
+impl From<SelectionError> for ChaosError {
+    fn from(error: SelectionError) -> Self {
+        match error {
+            SelectionError::Invalid { field, message } => Self::InvalidArgument { field, message },
+            SelectionError::NotFound(message) => Self::NotFound(message),
+            SelectionError::FailedPrecondition(message) => Self::FailedPrecondition(message),
+        }
+    }
+}
+
+pub(super) fn kind_name(kind: ChaosKind) -> &'static str {
     let name = kind.as_str_name();
     name.strip_prefix("CHAOS_KIND_").unwrap_or(name)
 }
 
+/// Checks the kind of a request.
+fn parse_kind(kind: i32) -> Result<ChaosKind, ChaosError> {
+    match ChaosKind::try_from(kind) {
+        Ok(ChaosKind::Unspecified) => Err(ChaosError::InvalidArgument {
+            field: "kind",
+            message: "the kind is required: KILL, HANG, CRASH_LOOP, CORRUPT_FILE, LOG_STORM, \
+                      STOP_HEARTBEATS, GROW_MEMORY, CORRUPT_DATA or PARTITION"
+                .to_owned(),
+        }),
+        Ok(kind) => Ok(kind),
+        Err(_) => Err(ChaosError::InvalidArgument {
+            field: "kind",
+            message: format!("unknown kind value {kind}"),
+        }),
+    }
+}
+
+/// Checks the parts of a request that need no fleet: kind, parameters, duration and key.
+fn validate(request: &InjectRequest) -> Result<(ChaosKind, Params), ChaosError> {
+    let kind = parse_kind(request.kind)?;
+    let params = chaos::resolve_params(kind, request.params.clone())
+        .map_err(|(field, message)| ChaosError::InvalidArgument { field, message })?;
+    if let Some(duration) = request.duration.filter(|d| !d.is_zero())
+        && !chaos::revertible(kind)
+    {
+        return Err(ChaosError::InvalidArgument {
+            field: "duration",
+            message: format!(
+                "{duration:?} given, but a {} has nothing to undo; leave the duration unset",
+                kind_name(kind)
+            ),
+        });
+    }
+    if request.idempotency_key.len() > chaos::MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(ChaosError::InvalidArgument {
+            field: "idempotency_key",
+            message: format!(
+                "{} bytes long, at most {} are allowed",
+                request.idempotency_key.len(),
+                chaos::MAX_IDEMPOTENCY_KEY_LEN
+            ),
+        });
+    }
+    Ok((kind, params))
+}
+
 impl<R: Runtime> Supervisor<R> {
-    /// Injects a fault. Repeating a request with the same idempotency key returns the first
-    /// injection.
+    pub(super) fn chaos_book(&self) -> MutexGuard<'_, ChaosBook> {
+        self.chaos.book.lock().expect("chaos book lock poisoned")
+    }
+
+    fn injection_store(&self) -> Result<&InjectionStore, ChaosError> {
+        self.chaos.store.get().ok_or(ChaosError::Unavailable)
+    }
+
+    /// Injects a fault into the instances the request selects, or, for a dry run, returns
+    /// them and changes nothing. Repeating a request with the same idempotency key returns
+    /// the first injection.
     ///
     /// # Errors
     ///
-    /// Rejects a request without workload or kind, an unknown workload or instance, a target
-    /// that is isolated or not running, a file corruption of an instance without declared
-    /// files or of a path it does not declare, and a hook fault of a program without the
-    /// chaos hooks.
-    pub async fn inject(self: &Arc<Self>, request: InjectRequest) -> Result<Injection, ChaosError> {
-        if request.workload.is_empty() {
-            return Err(ChaosError::InvalidArgument {
-                field: "workload",
-                message: "the workload is required".to_owned(),
-            });
-        }
-        let kind = match ChaosKind::try_from(request.kind) {
-            Ok(ChaosKind::Unspecified) => {
-                return Err(ChaosError::InvalidArgument {
-                    field: "kind",
-                    message: "the kind is required: KILL, HANG, CRASH_LOOP, CORRUPT_FILE, \
-                              LOG_STORM, STOP_HEARTBEATS, GROW_MEMORY or CORRUPT_DATA"
-                        .to_owned(),
+    /// Rejects an invalid kind, parameter, duration or key, and a selector that matches
+    /// nothing or names an unknown or stopped instance. Without `allow_last_replica`, rejects
+    /// a request that would hit the last serving instance of a workload. Fails a file
+    /// corruption of a workload without the declared file, and a hook fault of a program
+    /// without the chaos hooks.
+    pub async fn inject(&self, request: InjectRequest) -> Result<Injected, ChaosError> {
+        let (kind, params) = validate(&request)?;
+        let _serial = self.chaos.serial.lock().await;
+        if !request.dry_run && !request.idempotency_key.is_empty() {
+            let existing = self.chaos_book().by_key(&request.idempotency_key).cloned();
+            if let Some(injection) = existing {
+                return Ok(Injected {
+                    injection,
+                    dry_run: false,
+                    replayed: true,
                 });
             }
-            Ok(kind) => kind,
-            Err(_) => {
-                return Err(ChaosError::InvalidArgument {
-                    field: "kind",
-                    message: format!("unknown kind value {}", request.kind),
-                });
-            }
-        };
-
-        let _serial = self.chaos_injecting.lock().await;
-        if !request.idempotency_key.is_empty()
-            && let Some(existing) = self.chaos_book().by_key(&request.idempotency_key)
-        {
-            return Ok(existing.clone());
         }
-        let record = self.pick_target(&request.workload, &request.instance)?;
-        let key = InstanceKey {
-            workload: record.workload.clone(),
-            instance: record.id.clone(),
-            generation: record.generation,
+        let store = if request.dry_run {
+            None
+        } else {
+            Some(self.injection_store()?.clone())
         };
-        let applied = self.apply(kind, &record, &request).await?;
-        let injected_at = applied.injected_at;
-
-        let remaining = match (kind, request.count) {
-            (ChaosKind::CrashLoop, 0) => DEFAULT_CRASH_LOOP_COUNT,
-            (ChaosKind::CrashLoop, count) => count,
-            _ => 0,
-        };
-        let injection = Injection {
+        let targets = self.select_targets(&request)?;
+        if let Params::CorruptFile { path } = &params {
+            self.check_declared_files(&targets, path)?;
+        }
+        let mut injection = Injection {
             id: format!("inj-{:016x}", rand::random::<u64>()),
             kind,
-            workload: key.workload.clone(),
-            instance: key.instance.clone(),
-            generation: key.generation,
-            injected_at,
-            remaining,
-            file: applied.file,
-            active: false,
+            params,
+            targets: targets
+                .iter()
+                .map(|candidate| Target {
+                    workload: candidate.workload.clone(),
+                    instance: candidate.instance.clone(),
+                    generation: candidate.generation,
+                    active: false,
+                    remaining: 0,
+                    message: String::new(),
+                })
+                .collect(),
+            injected_at: SystemTime::now(),
+            expires_at: None,
+            state: State::Active,
+            ended_at: None,
+            message: String::new(),
+            idempotency_key: request.idempotency_key.clone(),
+            files: Vec::new(),
+            run_id: self.chaos.run_id.clone(),
+            runtime: self.runtime.name().to_owned(),
         };
-        let injection = self
-            .chaos_book()
-            .insert(injection, Some(&request.idempotency_key));
-        self.metrics
-            .chaos_injections
-            .get_or_create(&KindLabels {
-                kind: kind_name(kind).to_ascii_lowercase(),
-            })
-            .inc();
+        let Some(store) = store else {
+            injection.id.clear();
+            injection.idempotency_key.clear();
+            injection.message = format!(
+                "dry run: would inject {} into {}",
+                kind_name(kind),
+                target_names(&injection.targets)
+            );
+            return Ok(Injected {
+                injection,
+                dry_run: true,
+                replayed: false,
+            });
+        };
+
+        self.apply_all(&mut injection).await?;
+        injection.expires_at = request
+            .duration
+            .filter(|d| !d.is_zero())
+            .map(|d| injection.injected_at + d);
+        injection.start();
+        if !injection.is_active() {
+            injection.message.push_str("; nothing to undo");
+        }
+        if let Err(error) = store
+            .put(&crate::injections::to_record(
+                &injection,
+                &self.settings.node,
+            ))
+            .await
+        {
+            let undone = self.undo_effects(&injection).await;
+            return Err(ChaosError::Internal(format!(
+                "storing injection {} failed, so it was undone ({undone}): {error}",
+                injection.id
+            )));
+        }
         info!(
             injection = %injection.id,
             kind = kind_name(kind),
-            instance = %key.instance,
-            generation = key.generation,
-            remaining,
+            targets = %target_names(&injection.targets),
+            expires_at = ?injection.expires_at,
             "fault injected"
         );
-        let message = format!(
-            "{} {} generation {}{}",
-            kind_name(kind),
-            key.instance,
-            key.generation,
-            applied.detail
-        );
-        self.publish_chaos(&injection, "injected", message).await;
-
-        if kind == ChaosKind::Hang
-            && let Some(after) = request.duration.filter(|d| !d.is_zero())
-        {
-            self.schedule_resume(injection.clone(), after);
-        }
-        Ok(injection)
+        let targets = injection.targets.clone();
+        let message = injection.message.clone();
+        self.commit(&injection, Some("injected"), &targets, &message, false)
+            .await;
+        Ok(Injected {
+            injection,
+            dry_run: false,
+            replayed: false,
+        })
     }
 
-    /// Finds the instance a request targets: the named one, or a random serving one.
-    fn pick_target(&self, workload: &str, instance: &str) -> Result<InstanceRecord, ChaosError> {
+    /// Finds the instances a request hits, applying the selector, the blast radius and the
+    /// last-replica guard.
+    fn select_targets(&self, request: &InjectRequest) -> Result<Vec<Candidate>, ChaosError> {
         let fleet = self.fleet();
-        if fleet.spec(workload).is_none() {
-            return Err(ChaosError::NotFound(format!(
-                "workload {workload:?} not found"
-            )));
-        }
-        let record = if instance.is_empty() {
-            let serving: Vec<_> = fleet
-                .instances_of(workload)
-                .filter(|record| record.state == State::Serving)
-                .collect();
-            *serving.choose(&mut rand::rng()).ok_or_else(|| {
-                ChaosError::FailedPrecondition(format!(
-                    "workload {workload:?} has no serving instance to inject into"
-                ))
-            })?
-        } else {
-            fleet.get(workload, instance).ok_or_else(|| {
-                ChaosError::NotFound(format!(
-                    "instance {instance:?} of workload {workload:?} not found"
-                ))
-            })?
-        };
-        match record.state {
-            State::Isolated => Err(ChaosError::FailedPrecondition(format!(
-                "instance {} is isolated",
-                record.id
-            ))),
-            State::Stopped => Err(ChaosError::FailedPrecondition(format!(
-                "instance {} is not running",
-                record.id
-            ))),
-            State::Starting | State::Serving => Ok(record.clone()),
-        }
-    }
-
-    fn target_status(&self, workload: &str, instance: &str) -> TargetStatus {
-        match self.fleet().get(workload, instance) {
-            None => TargetStatus::Gone,
-            Some(record) if record.state == State::Isolated => TargetStatus::Isolated,
-            Some(record) => TargetStatus::Current {
+        let specs: Vec<_> = fleet.specs().cloned().collect();
+        let workloads: Vec<WorkloadView<'_>> = specs
+            .iter()
+            .map(|spec| WorkloadView {
+                name: &spec.name,
+                labels: &spec.labels,
+            })
+            .collect();
+        let candidates: Vec<Candidate> = fleet
+            .instances()
+            .map(|record| Candidate {
+                workload: record.workload.clone(),
+                instance: record.id.clone(),
                 generation: record.generation,
-            },
+                serving: record.state == InstanceState::Serving,
+                running: matches!(
+                    record.state,
+                    InstanceState::Starting | InstanceState::Serving
+                ),
+                state: record.state.as_str(),
+            })
+            .collect();
+        drop(fleet);
+        let matching = selection::matching(&request.selector, &workloads, &candidates)?;
+        let targets = selection::pick(matching, request.blast_radius, &mut rand::rng())?;
+        if !request.allow_last_replica {
+            selection::keep_last_replica(&targets, &candidates)?;
         }
+        Ok(targets)
     }
 
+    /// Checks that every workload of `targets` declares the file `path`.
+    fn check_declared_files(&self, targets: &[Candidate], path: &str) -> Result<(), ChaosError> {
+        for target in targets {
+            self.declared_file(&target.workload, &target.instance, path)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the injection to every target, recording what it did. When one fails,
+    /// undoes those already applied and returns the error. Replicas of a local process
+    /// share their declared files, so each such file is corrupted once.
+    async fn apply_all(&self, injection: &mut Injection) -> Result<(), ChaosError> {
+        let shared_files = self.runtime.name() == "process";
+        let restarts = match injection.params {
+            Params::CrashLoop { restarts } => restarts,
+            _ => 0,
+        };
+        let path = match &injection.params {
+            Params::CorruptFile { path } => path.clone(),
+            _ => String::new(),
+        };
+        let mut applied = injection.clone();
+        applied.targets.clear();
+        let mut first_at = None;
+        let mut failure = None;
+        for target in &injection.targets {
+            let record = self
+                .fleet()
+                .get(&target.workload, &target.instance)
+                .cloned();
+            let Some(record) = record else {
+                failure = Some(ChaosError::NotFound(format!(
+                    "instance {} of workload {:?} is gone",
+                    target.instance, target.workload
+                )));
+                break;
+            };
+            let result = if injection.kind == ChaosKind::CorruptFile {
+                match self.declared_file(&record.workload, &record.id, &path) {
+                    Ok(file)
+                        if shared_files
+                            && applied.files.iter().any(|f| f.corruption.path == file) =>
+                    {
+                        Ok(None)
+                    }
+                    Ok(file) => self
+                        .corrupt_file(&record, &file)
+                        .await
+                        .map(|(done, file)| Some((done, Some(file)))),
+                    Err(error) => Err(error),
+                }
+            } else {
+                self.apply(injection.kind, &record, &injection.params)
+                    .await
+                    .map(|done| Some((done, None)))
+            };
+            match result {
+                Ok(done) => {
+                    if let Some((done, file)) = done {
+                        first_at.get_or_insert(done.injected_at);
+                        applied.files.extend(file);
+                    }
+                    applied.targets.push(Target {
+                        generation: record.generation,
+                        remaining: restarts,
+                        active: true,
+                        ..target.clone()
+                    });
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failure {
+            if !applied.files.is_empty() || !applied.targets.is_empty() {
+                let undone = self.undo_effects(&applied).await;
+                info!(kind = kind_name(injection.kind), %undone, %error, "injection failed part way, undid the applied part");
+            }
+            return Err(error);
+        }
+        let mut details = vec![format!(
+            "{} into {}",
+            kind_name(injection.kind),
+            target_names(&applied.targets)
+        )];
+        details.extend(applied.files.iter().map(|file| {
+            format!(
+                "overwrote {} bytes of {} at offset {}",
+                file.corruption.written.len(),
+                file.corruption.path.display(),
+                file.corruption.offset
+            )
+        }));
+        applied.injected_at = first_at.unwrap_or(injection.injected_at);
+        applied.message = details.join("; ");
+        *injection = applied;
+        Ok(())
+    }
+
+    /// Status of every instance of the fleet.
     fn target_statuses(&self) -> HashMap<(String, String), TargetStatus> {
         let fleet = self.fleet();
         fleet
             .instances()
             .map(|record| {
-                let status = if record.state == State::Isolated {
+                let status = if record.state == InstanceState::Isolated {
                     TargetStatus::Isolated
                 } else {
                     TargetStatus::Current {
@@ -225,139 +435,8 @@ impl<R: Runtime> Supervisor<R> {
             .collect()
     }
 
-    /// Resumes a hung instance after `after`, unless it was recovered (restarted, isolated or
-    /// removed) or halted first.
-    fn schedule_resume(self: &Arc<Self>, injection: Injection, after: Duration) {
-        let supervisor = Arc::clone(self);
-        let span = info_span!("deployer.chaos.resume", injection = %injection.id);
-        let resume = async move {
-            tokio::select! {
-                () = tokio::time::sleep(after) => {}
-                () = supervisor.stopping.cancelled() => return,
-            }
-            supervisor.resume(&injection).await;
-        };
-        self.tasks.spawn(resume.instrument(span));
-    }
-
-    /// Resumes a hung instance when its resume time came, unless a recovery or HaltAll
-    /// ended the injection first, and publishes the `reverted` event.
-    async fn resume(&self, injection: &Injection) {
-        let lock = self.instance_lock(&injection.workload, &injection.instance);
-        let _instance_guard = lock.lock().await;
-        let status = self.target_status(&injection.workload, &injection.instance);
-        if !self.chaos_book().is_current(&injection.id, status) {
-            info!(injection = %injection.id, "hung instance was recovered or halted before its resume time");
-            return;
-        }
-        self.send_resume(injection).await;
-        self.chaos_book().finish(&injection.id);
-        let message = format!(
-            "{} generation {} resumed",
-            injection.instance, injection.generation
-        );
-        self.publish_chaos(injection, "reverted", message).await;
-    }
-
-    /// Sends SIGCONT to the instance a hang injection stopped.
-    async fn send_resume(&self, injection: &Injection) {
-        let key = InstanceKey {
-            workload: injection.workload.clone(),
-            instance: injection.instance.clone(),
-            generation: injection.generation,
-        };
-        if let Err(error) = self.runtime.inject(&key, FaultSignal::Resume).await {
-            error!(injection = %injection.id, %error, "resuming a hung instance failed");
-        }
-    }
-
-    /// Returns the injections that are still active.
-    pub fn list_faults(&self) -> Vec<Injection> {
-        let statuses = self.target_statuses();
-        self.chaos_book()
-            .active(|workload, instance| lookup(&statuses, workload, instance))
-    }
-
-    /// Ends every active injection, newest first: hung instances are resumed and hook faults
-    /// reset (unless a recovery isolated or restarted the instance meanwhile), corrupted files
-    /// get their bytes back, pending crash-loop kills are cancelled. Returns how many were
-    /// halted.
-    pub async fn halt_all(&self) -> u32 {
-        let _serial = self.chaos_injecting.lock().await;
-        let statuses = self.target_statuses();
-        let halted = self
-            .chaos_book()
-            .halt_all(|workload, instance| lookup(&statuses, workload, instance));
-        for injection in halted.iter().rev() {
-            let message = match injection.kind {
-                ChaosKind::CrashLoop => format!(
-                    "{} crash-loop kills cancelled for {}",
-                    injection.remaining, injection.instance
-                ),
-                ChaosKind::CorruptFile => self.undo_corruption(injection).await,
-                kind if lives_in_process(kind) => self.revert_in_process(injection).await,
-                _ => format!("{} needed no revert", injection.instance),
-            };
-            self.publish_chaos(injection, "halted", message).await;
-        }
-        info!(halted = halted.len(), "halted all injections");
-        u32::try_from(halted.len()).unwrap_or(u32::MAX)
-    }
-
-    /// Reverts a fault that lives in the target process, under the command lock so that a
-    /// recovery does not isolate the instance in between. Returns what was done.
-    async fn revert_in_process(&self, injection: &Injection) -> String {
-        let lock = self.instance_lock(&injection.workload, &injection.instance);
-        let _instance_guard = lock.lock().await;
-        let status = self.target_status(&injection.workload, &injection.instance);
-        let current = TargetStatus::Current {
-            generation: injection.generation,
-        };
-        if status != current {
-            return format!("{} was recovered meanwhile, left as is", injection.instance);
-        }
-        if injection.kind == ChaosKind::Hang {
-            self.send_resume(injection).await;
-            return format!(
-                "{} generation {} resumed",
-                injection.instance, injection.generation
-            );
-        }
-        self.reset_hooks(injection).await
-    }
-
-    /// Puts back the bytes of every file that an injection corrupted and that no HaltAll
-    /// restored, when the deployer stops.
-    ///
-    /// NOTE: the backups live in memory, so a deployer that is killed (SIGKILL, a crash)
-    /// leaves a corrupted file as it is.
-    pub(super) async fn undo_file_corruptions(&self) {
-        let _serial = self.chaos_injecting.lock().await;
-        let corruptions = self.chaos_book().end_file_corruptions();
-        for injection in &corruptions {
-            let message = self.undo_corruption(injection).await;
-            self.publish_chaos(injection, "reverted", message).await;
-        }
-    }
-
-    async fn publish_chaos(&self, injection: &Injection, phase: &str, message: String) {
-        let event = ChaosEvent {
-            id: ids::chaos_event_id(&injection.id, phase),
-            kind: injection.kind as i32,
-            targets: vec![InstanceRef {
-                workload: injection.workload.clone(),
-                instance: injection.instance.clone(),
-                generation: injection.generation,
-                node: self.settings.node.clone(),
-            }],
-            injected_at: Some(timestamp(injection.injected_at)),
-            phase: phase.to_owned(),
-            message,
-        };
-        let subject = subjects::chaos(&injection.workload);
-        if let Err(error) = self.bus.publish(subject, &event.id, &event).await {
-            error!(event = %event.id, %error, "publishing a chaos event failed");
-        }
+    fn target_status(&self, workload: &str, instance: &str) -> TargetStatus {
+        lookup(&self.target_statuses(), workload, instance)
     }
 }
 
@@ -370,4 +449,13 @@ fn lookup(
         .get(&(workload.to_owned(), instance.to_owned()))
         .copied()
         .unwrap_or(TargetStatus::Gone)
+}
+
+/// Instance names of `targets` for messages: "web-1 g1, web-2 g3".
+fn target_names(targets: &[Target]) -> String {
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{} generation {}", t.instance, t.generation))
+        .collect();
+    names.join(", ")
 }

@@ -1,48 +1,48 @@
-//! Effects of each kind of injection on its target, and how they are undone.
+//! Effects of each kind of injection on one target, and how they are undone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use aro_proto::v1::ChaosKind;
-use tracing::{error, warn};
+use tracing::warn;
 
-use super::{ChaosError, InjectRequest, kind_name};
+use super::{ChaosError, kind_name};
 use crate::backend::{self, FaultSignal, InstanceKey, Runtime};
-use crate::domain::chaos::{self, Injection};
-use crate::domain::corruption::FileCorruption;
+use crate::domain::chaos::{self, CorruptedFile, Injection, Params, Target, TargetStatus};
 use crate::domain::fleet::InstanceRecord;
-use crate::file_corruption::{self, CorruptionError, Undone};
+use crate::file_corruption::{self, CorruptionError};
 use crate::supervisor::Supervisor;
 use crate::workload_hooks::{self, Hook, HookError};
 
-/// Result of applying an injection.
+/// Result of applying an injection to one target.
 #[derive(Debug)]
 pub(super) struct Applied {
     /// When the fault took effect, or, for a hook, just before the call.
     pub(super) injected_at: SystemTime,
-    /// For file corruption: what to write back.
-    pub(super) file: Option<FileCorruption>,
-    /// Text appended to the injected event's message.
-    pub(super) detail: String,
 }
 
 impl Applied {
     fn at(injected_at: SystemTime) -> Self {
-        Self {
-            injected_at,
-            file: None,
-            detail: String::new(),
-        }
+        Self { injected_at }
+    }
+}
+
+fn key_of(target: &Target) -> InstanceKey {
+    InstanceKey {
+        workload: target.workload.clone(),
+        instance: target.instance.clone(),
+        generation: target.generation,
     }
 }
 
 impl<R: Runtime> Supervisor<R> {
-    /// Applies a fault of `kind` to `record`'s current generation.
+    /// Applies a fault of `kind` with `params` to `record`'s current generation. File
+    /// corruption is applied per file, by [`Supervisor::corrupt_file`].
     pub(super) async fn apply(
         &self,
         kind: ChaosKind,
         record: &InstanceRecord,
-        request: &InjectRequest,
+        params: &Params,
     ) -> Result<Applied, ChaosError> {
         let key = InstanceKey {
             workload: record.workload.clone(),
@@ -55,12 +55,12 @@ impl<R: Runtime> Supervisor<R> {
             }
             ChaosKind::Hang => self.send_fault(&key, FaultSignal::Freeze).await,
             ChaosKind::Partition => self.send_fault(&key, FaultSignal::Disconnect).await,
-            ChaosKind::CorruptFile => self.corrupt_declared_file(record, &request.path).await,
             ChaosKind::LogStorm => {
-                let hook = Hook::LogStorm {
-                    lines: chaos::LOG_STORM_LINES,
+                let lines = match params {
+                    Params::LogStorm { lines } if *lines > 0 => *lines,
+                    _ => chaos::LOG_STORM_LINES,
                 };
-                self.call_hook(kind, record, hook).await
+                self.call_hook(kind, record, Hook::LogStorm { lines }).await
             }
             ChaosKind::StopHeartbeats => self.call_hook(kind, record, Hook::StopHeartbeats).await,
             ChaosKind::GrowMemory => {
@@ -68,7 +68,21 @@ impl<R: Runtime> Supervisor<R> {
                     .fleet()
                     .spec(&record.workload)
                     .and_then(|spec| spec.memory_limit);
-                let (mib_per_sec, max_mib) = chaos::memory_growth(limit);
+                let (default_rate, default_max) = chaos::memory_growth(limit);
+                let (mib_per_sec, max_mib) = match params {
+                    Params::GrowMemory {
+                        mib_per_sec,
+                        max_mib,
+                    } => (
+                        if *mib_per_sec == 0 {
+                            default_rate
+                        } else {
+                            *mib_per_sec
+                        },
+                        if *max_mib == 0 { default_max } else { *max_mib },
+                    ),
+                    _ => (default_rate, default_max),
+                };
                 let hook = Hook::GrowMemory {
                     mib_per_sec,
                     max_mib,
@@ -76,10 +90,10 @@ impl<R: Runtime> Supervisor<R> {
                 self.call_hook(kind, record, hook).await
             }
             ChaosKind::CorruptData => self.call_hook(kind, record, Hook::CorruptData).await,
-            ChaosKind::Unspecified => Err(ChaosError::InvalidArgument {
-                field: "kind",
-                message: "the kind is required".to_owned(),
-            }),
+            ChaosKind::CorruptFile | ChaosKind::Unspecified => Err(ChaosError::Internal(format!(
+                "{} is not applied per instance",
+                kind_name(kind)
+            ))),
         }
     }
 
@@ -97,76 +111,84 @@ impl<R: Runtime> Supervisor<R> {
                     "instance {} is not running",
                     key.instance
                 )),
+                backend::Error::Unsupported { .. } => {
+                    ChaosError::FailedPrecondition(error.to_string())
+                }
                 other => ChaosError::Runtime(other),
             })?;
         Ok(Applied::at(injected_at))
     }
 
-    /// Overwrites bytes of the declared file `path` of `record`, or of its first declared
-    /// file when `path` is empty. `path` may be written as in the workload file or as the
-    /// registry lists it. No other file is ever touched.
-    async fn corrupt_declared_file(
+    /// Resolves the declared file `path` of `workload`, or its first declared file when
+    /// `path` is empty. `path` may be written as in the workload file or as the registry
+    /// lists it. No other file is ever chosen.
+    pub(super) fn declared_file(
         &self,
-        record: &InstanceRecord,
+        workload: &str,
+        instance: &str,
         path: &str,
-    ) -> Result<Applied, ChaosError> {
-        let files = self.declared_files(&record.workload);
+    ) -> Result<PathBuf, ChaosError> {
+        let files = self.declared_files(workload);
         let written: Vec<_> = self
             .fleet()
-            .spec(&record.workload)
+            .spec(workload)
             .map(|spec| spec.checksum_files.clone())
             .unwrap_or_default();
         let Some(first) = files.first() else {
             return Err(ChaosError::FailedPrecondition(format!(
-                "workload {:?} declares no checksum_files, so instance {} has no declared file \
-                 to corrupt",
-                record.workload, record.id
+                "workload {workload:?} declares no checksum_files, so instance {instance} has \
+                 no declared file to corrupt"
             )));
         };
-        let file = if path.is_empty() {
-            first
-        } else {
-            let wanted = Path::new(path);
-            // The files are resolved from the workload's checksum_files, in the same order.
-            files
-                .iter()
-                .zip(&written)
-                .find(|(file, as_written)| file.path == wanted || *as_written == wanted)
-                .map(|(file, _)| file)
-                .ok_or_else(|| {
-                    let declared: Vec<String> =
-                        files.iter().map(|f| f.path.display().to_string()).collect();
-                    ChaosError::NotFound(format!(
-                        "path {path:?} is not a declared file of instance {}: its declared \
-                         files are {}",
-                        record.id,
-                        declared.join(", ")
-                    ))
-                })?
-        };
+        if path.is_empty() {
+            return Ok(first.path.clone());
+        }
+        let wanted = Path::new(path);
+        // The files are resolved from the workload's checksum_files, in the same order.
+        files
+            .iter()
+            .zip(&written)
+            .find(|(file, as_written)| file.path == wanted || *as_written == wanted)
+            .map(|(file, _)| file.path.clone())
+            .ok_or_else(|| {
+                let declared: Vec<String> =
+                    files.iter().map(|f| f.path.display().to_string()).collect();
+                ChaosError::NotFound(format!(
+                    "path {path:?} is not a declared file of instance {instance}: its declared \
+                     files are {}",
+                    declared.join(", ")
+                ))
+            })
+    }
 
-        let target = file.path.clone();
+    /// Overwrites bytes in the middle of the declared file `path` of `record`'s current
+    /// generation, through its runtime.
+    pub(super) async fn corrupt_file(
+        &self,
+        record: &InstanceRecord,
+        path: &Path,
+    ) -> Result<(Applied, CorruptedFile), ChaosError> {
+        let key = InstanceKey {
+            workload: record.workload.clone(),
+            instance: record.id.clone(),
+            generation: record.generation,
+        };
         let injected_at = SystemTime::now();
-        let corruption = tokio::task::spawn_blocking(move || file_corruption::corrupt(&target))
+        let corruption = file_corruption::corrupt_through(&self.runtime, &key, path)
             .await
-            .map_err(|error| ChaosError::Internal(error.to_string()))?
             .map_err(|error| match error {
                 CorruptionError::Empty { .. } => ChaosError::FailedPrecondition(error.to_string()),
                 CorruptionError::Io { .. } | CorruptionError::Runtime { .. } => {
                     ChaosError::Internal(error.to_string())
                 }
             })?;
-        let detail = format!(
-            ": overwrote {} bytes of {} at offset {}",
-            corruption.written.len(),
-            corruption.path.display(),
-            corruption.offset
-        );
-        Ok(Applied {
-            injected_at,
-            file: Some(corruption),
-            detail,
-        })
+        let file = CorruptedFile {
+            workload: key.workload,
+            instance: key.instance,
+            generation: key.generation,
+            corruption,
+        };
+        Ok((Applied::at(injected_at), file))
     }
 
     async fn call_hook(
@@ -198,52 +220,69 @@ impl<R: Runtime> Supervisor<R> {
         Ok(Applied::at(injected_at))
     }
 
-    /// Writes back the bytes a file corruption overwrote. Returns what was done.
-    pub(super) async fn undo_corruption(&self, injection: &Injection) -> String {
-        let Some(corruption) = injection.file.clone() else {
-            return "no backup of the corrupted bytes was recorded".to_owned();
+    /// Undoes the fault on one target, under the command lock so that a recovery does not
+    /// restart or isolate the instance in between. A target that a recovery already moved
+    /// on is left as it is. Returns what was done.
+    pub(super) async fn undo_target(&self, injection: &Injection, target: &Target) -> String {
+        if injection.kind == ChaosKind::CrashLoop {
+            return format!(
+                "{} crash-loop kills of {} cancelled",
+                target.remaining, target.instance
+            );
+        }
+        if !chaos::lives_in_instance(injection.kind) {
+            return format!("{} needed no undo", target.instance);
+        }
+        let lock = self.instance_lock(&target.workload, &target.instance);
+        let _instance_guard = lock.lock().await;
+        let current = TargetStatus::Current {
+            generation: target.generation,
         };
-        let path = corruption.path.display().to_string();
-        let count = corruption.original.len();
-        let offset = corruption.offset;
-        let undone = tokio::task::spawn_blocking(move || file_corruption::undo(&corruption)).await;
-        match undone {
-            Ok(Ok(Undone::Restored)) => {
-                format!("restored {count} bytes of {path} at offset {offset}")
-            }
-            Ok(Ok(Undone::ChangedSince)) => {
-                format!("left {path} as it is: its bytes changed since the injection")
-            }
-            Ok(Err(error)) => {
-                error!(injection = %injection.id, %path, %error, "restoring a corrupted file failed");
-                format!("restoring {path} failed: {error}")
-            }
+        if self.target_status(&target.workload, &target.instance) != current {
+            return format!(
+                "{} generation {} was recovered meanwhile, left as is",
+                target.instance, target.generation
+            );
+        }
+        let signal = match injection.kind {
+            ChaosKind::Hang => FaultSignal::Resume,
+            ChaosKind::Partition => FaultSignal::Reconnect,
+            _ => return self.reset_hooks(injection, target).await,
+        };
+        match self.runtime.inject(&key_of(target), signal).await {
+            Ok(_) => format!(
+                "{} generation {} got {}",
+                target.instance,
+                target.generation,
+                signal.name()
+            ),
             Err(error) => {
-                error!(injection = %injection.id, %path, %error, "restoring a corrupted file failed");
-                format!("restoring {path} failed: {error}")
+                warn!(injection = %injection.id, instance = %target.instance, %error, "undoing a fault failed");
+                format!("{} of {} failed: {error}", signal.name(), target.instance)
             }
         }
     }
 
-    /// Undoes the hook faults of the injection's instance. Returns what was done.
-    pub(super) async fn reset_hooks(&self, injection: &Injection) -> String {
+    /// Undoes the hook faults of one target's instance. The hooks have one reset for all
+    /// of them, so it also ends other hook faults of that instance. Returns what was done.
+    async fn reset_hooks(&self, injection: &Injection, target: &Target) -> String {
         let port = self
             .fleet()
-            .get(&injection.workload, &injection.instance)
+            .get(&target.workload, &target.instance)
             .map(|record| record.port);
         let Some(port) = port else {
-            return format!("{} is gone, nothing to reset", injection.instance);
+            return format!("{} is gone, nothing to reset", target.instance);
         };
         match workload_hooks::call(port, Hook::Reset).await {
             Ok(()) => format!(
                 "{} generation {} reset its chaos hooks",
-                injection.instance, injection.generation
+                target.instance, target.generation
             ),
             Err(error) => {
-                warn!(injection = %injection.id, instance = %injection.instance, %error, "resetting chaos hooks failed");
+                warn!(injection = %injection.id, instance = %target.instance, %error, "resetting chaos hooks failed");
                 format!(
                     "resetting the chaos hooks of {} failed: {error}",
-                    injection.instance
+                    target.instance
                 )
             }
         }
