@@ -6,6 +6,7 @@
 pub mod domain;
 mod grpc;
 mod integrity;
+pub mod kubernetes;
 mod log_limit;
 mod logs;
 mod metrics;

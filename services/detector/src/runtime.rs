@@ -21,7 +21,7 @@ use crate::logs::{self, Intake, LogSettings};
 use crate::metrics::Metrics;
 use crate::publisher::{self, Publisher};
 use crate::watcher::{self, Watcher};
-use crate::{registry, signals};
+use crate::{kubernetes, registry, signals};
 
 const SERVICE: &str = "aro-detector";
 
@@ -35,6 +35,9 @@ const DEFAULT_METRICS_ADDR: SocketAddr =
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub kube: kubernetes::KubernetesArgs,
 
     /// Address of the gRPC server (aro.v1.Detector, health and reflection).
     #[arg(long, env = "ARO_DETECTOR_GRPC_ADDR", default_value = "127.0.0.1:7401")]
@@ -270,6 +273,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let publisher = Publisher::new(bus.clone(), Arc::clone(&metrics));
     let tasks = TaskTracker::new();
+    if args.kube.enabled {
+        let sinks = kubernetes::Sinks {
+            bus: bus.clone(),
+            registry: registry.clone(),
+            watcher: Arc::clone(&watcher),
+            logs: log_client.clone(),
+        };
+        let client = kubernetes::client().await?;
+        tasks.spawn(kubernetes::run(
+            client,
+            args.kube.namespaces.clone(),
+            sinks,
+            shutdown.clone(),
+        ));
+    }
     let publishing = TaskTracker::new();
     tasks.spawn(registry::follow(
         registry,
