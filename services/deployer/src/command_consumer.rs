@@ -203,7 +203,7 @@ impl<R: Runtime> Handler<R> {
 
 /// Workload token of the outcome's subject: the target's workload when it is a valid name,
 /// otherwise the last token of the command's subject.
-fn outcome_workload<'a>(outcome: &'a Outcome, command_subject: &'a str) -> &'a str {
+pub(crate) fn outcome_workload<'a>(outcome: &'a Outcome, command_subject: &'a str) -> &'a str {
     outcome
         .target
         .as_ref()

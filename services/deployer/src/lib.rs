@@ -10,6 +10,7 @@ pub mod executable;
 pub mod file_corruption;
 pub mod grpc;
 pub mod injections;
+pub mod kubernetes;
 pub mod logs;
 pub mod metrics;
 pub mod probe;
