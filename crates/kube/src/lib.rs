@@ -19,3 +19,6 @@ pub use actions::{Actuator, Settings};
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use lease::{LeaseKey, Leases};
+
+pub use k8s_openapi;
+pub use kube;

@@ -73,6 +73,15 @@ pub fn instance(pod: &Pod, workload: &str, replicas: u32, now: Timestamp) -> Ins
     }
 }
 
+/// Names of the pod's containers in the running state.
+pub fn running_containers(pod: &Pod) -> Vec<String> {
+    container_statuses(pod)
+        .iter()
+        .filter(|status| is_running(status))
+        .map(|status| status.name.clone())
+        .collect()
+}
+
 fn container_statuses(pod: &Pod) -> &[ContainerStatus] {
     pod.status
         .as_ref()

@@ -40,6 +40,8 @@ pub enum PodChange {
         instance: Instance,
         signals: Vec<Signal>,
         mismatches: Vec<DigestMismatch>,
+        /// Names of the containers in the running state, whose logs can be followed.
+        running: Vec<String>,
     },
     /// The pod is gone.
     Removed { workload: String, instance: String },
@@ -118,6 +120,7 @@ impl PodTracker {
             instance: status::instance(&pod, &workload, replicas, now),
             signals,
             mismatches,
+            running: status::running_containers(&pod),
         }]
     }
 

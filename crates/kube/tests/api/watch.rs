@@ -27,10 +27,15 @@ fn terminated(code: i32, reason: &str) -> Value {
     json!({ "terminated": { "exitCode": code, "reason": reason, "finishedAt": "2026-12-04T18:55:00Z" } })
 }
 
-fn observe(
-    tracker: &mut PodTracker,
-    pod: Value,
-) -> (aro_proto::v1::Instance, Vec<Signal>, Vec<DigestMismatch>) {
+/// What the tracker reported about one observed pod.
+struct Seen {
+    instance: aro_proto::v1::Instance,
+    signals: Vec<Signal>,
+    mismatches: Vec<DigestMismatch>,
+    running: Vec<String>,
+}
+
+fn observe(tracker: &mut PodTracker, pod: Value) -> Seen {
     let mut changes = tracker.apply(Event::Apply(typed(pod)), now());
     assert_eq!(changes.len(), 1, "one change per pod: {changes:?}");
     match changes.remove(0) {
@@ -38,7 +43,13 @@ fn observe(
             instance,
             signals,
             mismatches,
-        } => (instance, signals, mismatches),
+            running,
+        } => Seen {
+            instance,
+            signals,
+            mismatches,
+            running,
+        },
         other => panic!("expected an observation, got {other:?}"),
     }
 }
@@ -54,7 +65,12 @@ fn kinds(signals: &[Signal]) -> Vec<(String, Kind)> {
 fn running_pod_is_a_serving_instance_that_started() {
     let mut tracker = PodTracker::default();
 
-    let (instance, signals, mismatches) = observe(&mut tracker, pod(1, true, "100"));
+    let Seen {
+        instance,
+        signals,
+        mismatches,
+        running: running_containers,
+    } = observe(&mut tracker, pod(1, true, "100"));
 
     let reference = instance.r#ref.clone().expect("entries carry a reference");
     assert_eq!(reference.workload, "web");
@@ -72,13 +88,14 @@ fn running_pod_is_a_serving_instance_that_started() {
         )]
     );
     assert!(mismatches.is_empty());
+    assert_eq!(running_containers, vec!["app"]);
 }
 
 #[test]
 fn unready_pod_is_starting() {
     let mut tracker = PodTracker::default();
 
-    let (instance, _, _) = observe(&mut tracker, pod(1, false, "100"));
+    let Seen { instance, .. } = observe(&mut tracker, pod(1, false, "100"));
 
     assert_eq!(instance.state(), InstanceState::Starting);
 }
@@ -89,13 +106,22 @@ fn oom_killed_restart_is_an_exit_then_a_start() {
     observe(&mut tracker, pod_with(0, running(), None));
 
     let crash_loop = json!({ "waiting": { "reason": "CrashLoopBackOff" } });
-    let (instance, signals, _) = observe(
+    let Seen {
+        instance,
+        signals,
+        running: running_containers,
+        ..
+    } = observe(
         &mut tracker,
         pod_with(1, crash_loop, Some(terminated(137, "OOMKilled"))),
     );
     assert_eq!(
         instance.r#ref.map(|reference| reference.generation),
         Some(2)
+    );
+    assert!(
+        running_containers.is_empty(),
+        "a container waiting in back-off does not run"
     );
     let exit = Exited {
         code: Some(137),
@@ -112,7 +138,7 @@ fn oom_killed_restart_is_an_exit_then_a_start() {
         Some(now().as_second() - 300)
     );
 
-    let (_, signals, _) = observe(
+    let Seen { signals, .. } = observe(
         &mut tracker,
         pod_with(1, running(), Some(terminated(137, "OOMKilled"))),
     );
@@ -130,7 +156,7 @@ fn terminated_container_reports_its_exit_code_once() {
     let mut tracker = PodTracker::default();
     observe(&mut tracker, pod_with(0, running(), None));
 
-    let (_, signals, _) = observe(&mut tracker, pod_with(0, terminated(3, "Error"), None));
+    let Seen { signals, .. } = observe(&mut tracker, pod_with(0, terminated(3, "Error"), None));
     let exit = Exited {
         code: Some(3),
         signal: None,
@@ -142,7 +168,7 @@ fn terminated_container_reports_its_exit_code_once() {
         vec![(format!("sig-{}-g1-exited", pod_name(1)), Kind::Exited(exit))]
     );
 
-    let (_, signals, _) = observe(
+    let Seen { signals, .. } = observe(
         &mut tracker,
         pod_with(1, running(), Some(terminated(3, "Error"))),
     );
@@ -164,7 +190,9 @@ fn exits_of_an_isolated_pod_are_expected() {
         json!({ "aro.io/heal": "enabled", "aro.io/quarantined": "true" });
     isolated["metadata"]["annotations"] = json!({ "aro.io/quarantined-workload": "web" });
 
-    let (instance, signals, _) = observe(&mut tracker, isolated);
+    let Seen {
+        instance, signals, ..
+    } = observe(&mut tracker, isolated);
 
     assert_eq!(instance.state(), InstanceState::Isolated);
     let exit = Exited {
@@ -187,8 +215,12 @@ fn image_digest_mismatch_is_reported_once() {
         "docker-pullable://registry.local/web@{OTHER_DIGEST}"
     ));
 
-    let (_, _, first) = observe(&mut tracker, swapped.clone());
-    let (_, _, second) = observe(&mut tracker, swapped);
+    let Seen {
+        mismatches: first, ..
+    } = observe(&mut tracker, swapped.clone());
+    let Seen {
+        mismatches: second, ..
+    } = observe(&mut tracker, swapped);
 
     let expected = DigestMismatch {
         container: "app".to_owned(),
@@ -210,7 +242,7 @@ fn expected_digest_annotation_overrides_the_image_pin() {
     pinned["metadata"]["annotations"] =
         json!({ "aro.io/expected-digest": format!("app={OTHER_DIGEST}") });
 
-    let (_, _, mismatches) = observe(&mut tracker, pinned);
+    let Seen { mismatches, .. } = observe(&mut tracker, pinned);
 
     assert_eq!(mismatches.len(), 1);
     assert_eq!(mismatches[0].expected, OTHER_DIGEST);
