@@ -152,7 +152,9 @@ impl Checks {
         if let Some(process) = process
             && self.container.is_none()
         {
-            self.container = blocking(move || process.in_container().ok()).await.flatten();
+            self.container = blocking(move || process.in_container().ok())
+                .await
+                .flatten();
         }
         let container = self.container == Some(true);
         // A generation raises one fault at most, so once it has, hashing is wasted.
@@ -167,11 +169,10 @@ impl Checks {
                 }
                 self.artifact_checked = true;
             }
-            // A container's files are reachable only through its running process; while the
-            // process is not found, whether it runs in a container is not known either.
-            let reachable = !container && (entry.pid == 0 || self.container.is_some());
-            let root = process.filter(|_| container);
-            if root.is_some() || reachable {
+            // Declared files are the ones the running process sees: a container's are reachable
+            // only through it, and before it runs no file is in use.
+            if let Some(process) = process {
+                let root = container.then_some(process);
                 for file in &entry.declared_files {
                     self.check_declared_file(file, root, full).await;
                 }
@@ -363,6 +364,14 @@ impl Checks {
                 hashed
             }
         };
+        // Through a container's root, a file vanishes with the process: that is an exit, which
+        // its signal reports, not a missing file.
+        if matches!(hashed, Hashed::Missing)
+            && let Some(process) = root
+            && !blocking(move || process.is_alive()).await.unwrap_or(false)
+        {
+            return;
+        }
         let actual = match hashed {
             Hashed::Unchanged => return,
             Hashed::Missing => Observed::Missing,

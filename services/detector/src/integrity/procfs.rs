@@ -95,6 +95,14 @@ impl Process {
         Ok(own != its)
     }
 
+    /// Returns true while the process exists and has not exited.
+    pub(crate) fn is_alive(self) -> bool {
+        std::fs::read_to_string(proc_path(self.pid, "stat"))
+            .ok()
+            .and_then(|stat| parse_stat(&stat))
+            .is_some_and(|(state, _)| state != 'Z')
+    }
+
     /// Returns the path that opens `path` as the process sees it, through its root directory:
     /// the container's file for a process in a container.
     pub(crate) fn file(self, path: &Path) -> PathBuf {
