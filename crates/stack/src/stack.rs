@@ -55,6 +55,26 @@ pub struct StackConfig {
     pub log_filter: String,
 }
 
+impl StackConfig {
+    /// Makes the deployer run its workloads as containers of the local Docker engine, on the
+    /// Docker network `network` (created, labelled `io.aro.managed=true`, when missing), with
+    /// its containers labelled `replica`, under which a later run finds and removes them. The
+    /// workload file must then declare images.
+    pub fn run_in_docker(&mut self, network: &str, replica: &str) {
+        self.extra_args
+            .entry(Service::Deployer)
+            .or_default()
+            .extend([
+                "--runtime".to_owned(),
+                "docker".to_owned(),
+                "--docker-network".to_owned(),
+                network.to_owned(),
+                "--replica".to_owned(),
+                replica.to_owned(),
+            ]);
+    }
+}
+
 struct Running {
     child: Child,
 }

@@ -129,6 +129,18 @@ fn demo_fleet_file_is_valid() {
 }
 
 #[test]
+fn docker_demo_fleet_file_suits_the_docker_runtime() {
+    let text = include_str!("../../../../../deploy/local/docker-fleet.toml");
+    let specs = parse_ok(text);
+    assert_eq!(
+        specs[0].program,
+        ProgramSpec::Image("aro-sample-workload:dev".to_owned())
+    );
+    assert_eq!(check_runtime(FILE, &specs, RuntimeKind::Docker), Ok(()));
+    assert!(check_runtime(FILE, &specs, RuntimeKind::Process).is_err());
+}
+
+#[test]
 fn end_to_end_fleet_file_is_valid() {
     let text = include_str!("../../../../../tests/e2e/fleet.toml");
     let specs = parse_ok(text);

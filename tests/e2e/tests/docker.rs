@@ -1,0 +1,194 @@
+//! The whole loop on containers: the deployer runs the fleet with its Docker runtime, faults
+//! are injected through the Chaos API, and the detector, the brain and the deployer heal them.
+//! The detector probes the containers over HTTP at their addresses on the test's own Docker
+//! network; the containers push no heartbeats, so the detector needs no address on that
+//! network.
+//!
+//! The image is `$ARO_TEST_IMAGE`, by default `aro-sample-workload:dev` from `make images`.
+//! Every container and the network carry the label `io.aro.managed=true` and are removed when
+//! the test ends, passed or failed.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aro_e2e::{assert_single_recovery, config, inject_and_follow, serial, start};
+use aro_proto::v1;
+use aro_stack::StackConfig;
+
+fn image() -> String {
+    std::env::var("ARO_TEST_IMAGE").unwrap_or_else(|_| "aro-sample-workload:dev".to_owned())
+}
+
+/// Two replicas of the sample workload, probed over HTTP at their container addresses.
+fn fleet(image: &str) -> String {
+    format!(
+        r#"
+[[workload]]
+name = "web"
+image = "{image}"
+replicas = 2
+start_timeout = "20s"
+checksum_files = ["/srv/aro/beat-data.txt"]
+memory_limit = "256MiB"
+
+[workload.health]
+http = "http://{{host}}:{{port}}/healthz"
+interval = "250ms"
+timeout = "200ms"
+"#
+    )
+}
+
+/// Runs `docker` with `args` and returns its standard output; `None` when it failed.
+fn docker(args: &[&str]) -> Option<String> {
+    let output = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The test's network and deployer replica; dropping it removes their containers and the
+/// network.
+struct DockerScope {
+    name: String,
+}
+
+impl DockerScope {
+    fn new(test: &str) -> Self {
+        let image = image();
+        assert!(
+            docker(&["image", "inspect", &image]).is_some(),
+            "image {image} not found: build the images first: make images"
+        );
+        Self {
+            name: format!("aro-e2e-{test}-{}", std::process::id()),
+        }
+    }
+
+    /// Ids of the containers labelled with the scope's replica.
+    fn containers(&self) -> Vec<String> {
+        let replica = format!("label=io.aro.replica={}", self.name);
+        docker(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            "label=io.aro.managed=true",
+            "--filter",
+            &replica,
+        ])
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// A stack configuration whose deployer runs the sample fleet in this scope.
+    fn config(&self, test: &str) -> StackConfig {
+        let mut config = config(test);
+        std::fs::create_dir_all(&config.run_dir).expect("creating the run directory");
+        let workloads = config.run_dir.join("docker-fleet.toml");
+        std::fs::write(&workloads, fleet(&image())).expect("writing the workload file");
+        config.workloads = workloads;
+        config.run_in_docker(&self.name, &self.name);
+        config
+    }
+}
+
+impl Drop for DockerScope {
+    fn drop(&mut self) {
+        let containers = self.containers();
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "--force", "--volumes"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let name = format!("name=^{}$", self.name);
+        let managed = docker(&[
+            "network",
+            "ls",
+            "--quiet",
+            "--filter",
+            &name,
+            "--filter",
+            "label=io.aro.managed=true",
+        ])
+        .is_some_and(|listed| !listed.trim().is_empty());
+        if managed {
+            let _ = docker(&["network", "rm", &self.name]);
+        }
+    }
+}
+
+/// Waits until the fleet serves again with both replicas.
+async fn assert_fleet_serves(engine: &mut aro_stack::Engine) {
+    let workloads = engine
+        .wait_until_serving(Duration::from_secs(20))
+        .await
+        .expect("the fleet serves again");
+    let web = workloads
+        .iter()
+        .find(|workload| workload.name == "web")
+        .expect("the web workload");
+    let serving = web
+        .instances
+        .iter()
+        .filter(|instance| instance.state() == v1::InstanceState::Serving)
+        .count();
+    assert_eq!(serving, 2);
+}
+
+/// Waits out the detector's start-up grace, so that silence of a paused container counts.
+async fn settle_start_up_grace() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_container_is_recovered_once() {
+    let _serial = serial().await;
+    let scope = DockerScope::new("kill");
+    let mut engine = start(scope.config("docker-kill")).await;
+    assert_fleet_serves(&mut engine).await;
+    assert_eq!(scope.containers().len(), 2);
+
+    let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Kill, "web").await;
+    assert_single_recovery(&timeline);
+    let fault = timeline.fault.as_ref().expect("a fault was detected");
+    assert_eq!(fault.kind(), v1::FaultKind::Crash);
+    assert_fleet_serves(&mut engine).await;
+
+    engine.stop().await;
+    assert!(
+        scope.containers().is_empty(),
+        "the deployer removes its containers when it stops"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_container_is_recovered_once() {
+    let _serial = serial().await;
+    let scope = DockerScope::new("pause");
+    let mut engine = start(scope.config("docker-pause")).await;
+    assert_fleet_serves(&mut engine).await;
+    settle_start_up_grace().await;
+
+    let (_, timeline) = inject_and_follow(&mut engine, v1::ChaosKind::Hang, "web").await;
+    assert_single_recovery(&timeline);
+    assert_eq!(
+        timeline
+            .fault
+            .as_ref()
+            .expect("a fault was detected")
+            .kind(),
+        v1::FaultKind::Hang
+    );
+    assert_fleet_serves(&mut engine).await;
+    engine.stop().await;
+    assert!(scope.containers().is_empty());
+}
