@@ -198,7 +198,8 @@ impl<R: Runtime> Supervisor<R> {
         hook: Hook,
     ) -> Result<Applied, ChaosError> {
         let injected_at = SystemTime::now();
-        workload_hooks::call(record.port, hook)
+        let address = self.address(&record.workload, &record.id);
+        workload_hooks::call_at(address, record.port, hook)
             .await
             .map_err(|error| match error {
                 HookError::NotServed { .. } => ChaosError::FailedPrecondition(format!(
@@ -273,7 +274,8 @@ impl<R: Runtime> Supervisor<R> {
         let Some(port) = port else {
             return format!("{} is gone, nothing to reset", target.instance);
         };
-        match workload_hooks::call(port, Hook::Reset).await {
+        let address = self.address(&target.workload, &target.instance);
+        match workload_hooks::call_at(address, port, Hook::Reset).await {
             Ok(()) => format!(
                 "{} generation {} reset its chaos hooks",
                 target.instance, target.generation
