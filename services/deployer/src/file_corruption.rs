@@ -23,7 +23,7 @@ pub enum CorruptionError {
     Runtime {
         path: String,
         #[source]
-        source: backend::Error,
+        source: Box<backend::Error>,
     },
 }
 
@@ -106,7 +106,7 @@ pub async fn corrupt_through<R: Runtime>(
 ) -> Result<FileCorruption, CorruptionError> {
     let failed = |source| CorruptionError::Runtime {
         path: path.display().to_string(),
-        source,
+        source: Box::new(source),
     };
     let content = runtime.read_file(key, path).await.map_err(failed)?;
     let (offset, count) =

@@ -316,7 +316,7 @@ impl<R: Runtime> Supervisor<R> {
             .artifacts
             .get(&record.workload)
             .expect("every workload's executable was resolved at start-up");
-        let launch = Launch {
+        Launch {
             key: InstanceKey {
                 workload: record.workload.clone(),
                 instance: record.id.clone(),
@@ -327,8 +327,7 @@ impl<R: Runtime> Supervisor<R> {
             env: spec.render_env(&values),
             working_dir: self.settings.working_dir.clone(),
             memory_limit: spec.memory_limit,
-        };
-        launch
+        }
     }
 
     /// Starts `launch` and records its process in the fleet and the registry.

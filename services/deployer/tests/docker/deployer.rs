@@ -167,7 +167,9 @@ async fn deployer_runs_heals_and_removes_its_containers() {
     let serving = wait_serving(&registry, 2).await;
     let containers = scope.containers().await;
     assert!(
-        containers.iter().all(|c| c.id.as_deref() != Some(&leftover)),
+        containers
+            .iter()
+            .all(|c| c.id.as_deref() != Some(&leftover)),
         "the leftover container was removed"
     );
     assert_eq!(containers.len(), 2);
@@ -220,7 +222,10 @@ async fn deployer_runs_heals_and_removes_its_containers() {
 
     // A container killed behind the deployer's back is an unexpected exit, and a restart
     // brings generation 3.
-    let entry = wait_serving(&registry, 2).await.remove("web-1").expect("web-1");
+    let entry = wait_serving(&registry, 2)
+        .await
+        .remove("web-1")
+        .expect("web-1");
     assert_eq!(entry.r#ref.as_ref().map(|r| r.generation), Some(2));
     let generation_2 = scope
         .containers()
@@ -283,7 +288,13 @@ async fn command_workload_is_refused_by_the_docker_runtime() {
     let mut deployer = Deployer::start(&nats.url(), fleet, &options);
     assert!(!deployer.wait_exit(WAIT).success());
     let log = deployer.log();
-    for part in ["fleet.toml", "\"web\"", "field command", "\"python3\"", "set image"] {
+    for part in [
+        "fleet.toml",
+        "\"web\"",
+        "field command",
+        "\"python3\"",
+        "set image",
+    ] {
         assert!(log.contains(part), "the error should mention {part}: {log}");
     }
 }

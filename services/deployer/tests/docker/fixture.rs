@@ -108,7 +108,10 @@ impl Drop for Scope {
         let listed = Command::new("docker")
             .args(["ps", "--all", "--quiet"])
             .args(["--filter", &format!("label={MANAGED_LABEL}=true")])
-            .args(["--filter", &format!("label={REPLICA_LABEL}={}", self.replica)])
+            .args([
+                "--filter",
+                &format!("label={REPLICA_LABEL}={}", self.replica),
+            ])
             .stderr(Stdio::null())
             .output();
         if let Ok(listed) = listed {

@@ -163,9 +163,18 @@ async fn fleet_of_containers_starts_labelled_from_one_image() {
     assert_eq!(containers.len(), 3);
     for container in &containers {
         let labels = container.labels.clone().unwrap_or_default();
-        assert_eq!(labels.get("io.aro.managed").map(String::as_str), Some("true"));
-        assert_eq!(labels.get("io.aro.workload").map(String::as_str), Some("web"));
-        assert_eq!(labels.get("io.aro.generation").map(String::as_str), Some("1"));
+        assert_eq!(
+            labels.get("io.aro.managed").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            labels.get("io.aro.workload").map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(
+            labels.get("io.aro.generation").map(String::as_str),
+            Some("1")
+        );
         assert_eq!(labels.get("io.aro.replica"), Some(&setup.scope.replica));
         let id = container.id.as_deref().expect("an id");
         let (paused, networks) = setup.scope.state(id).await;
@@ -198,7 +207,11 @@ async fn kill_reports_an_unexpected_exit_and_removes_the_container() {
     let second = key("web-1", 2);
     let restarted = setup
         .runtime
-        .restart(&first, launch(&setup, &second, None), Duration::from_secs(2))
+        .restart(
+            &first,
+            launch(&setup, &second, None),
+            Duration::from_secs(2),
+        )
         .await
         .expect("restarting");
     wait_health(restarted.address, true).await;
@@ -210,7 +223,9 @@ async fn freeze_pauses_and_resume_unpauses() {
     let setup = setup("freeze").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
-    let id = container_id(&setup.scope, &key).await.expect("the container");
+    let id = container_id(&setup.scope, &key)
+        .await
+        .expect("the container");
 
     setup
         .runtime
@@ -234,7 +249,9 @@ async fn partition_cuts_the_network_and_reconnect_restores_the_address() {
     let setup = setup("partition").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
-    let id = container_id(&setup.scope, &key).await.expect("the container");
+    let id = container_id(&setup.scope, &key)
+        .await
+        .expect("the container");
 
     setup
         .runtime
@@ -251,7 +268,10 @@ async fn partition_cuts_the_network_and_reconnect_restores_the_address() {
         .inject(&key, FaultSignal::Reconnect)
         .await
         .expect("reconnecting");
-    assert_eq!(setup.scope.state(&id).await.1, [setup.scope.network.clone()]);
+    assert_eq!(
+        setup.scope.state(&id).await.1,
+        std::slice::from_ref(&setup.scope.network)
+    );
     wait_health(launched.address, true).await;
 }
 
@@ -260,14 +280,16 @@ async fn isolated_container_is_kept_paused_off_the_network_until_stopped() {
     let mut setup = setup("isolate").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
-    let id = container_id(&setup.scope, &key).await.expect("the container");
+    let id = container_id(&setup.scope, &key)
+        .await
+        .expect("the container");
 
     setup.runtime.isolate(&key).await.expect("isolating");
     let (paused, networks) = setup.scope.state(&id).await;
     assert!(paused);
     assert!(networks.is_empty(), "still on {networks:?}");
     assert!(!healthy(launched.address).await);
-    assert_eq!(setup.runtime.running(), [key.clone()]);
+    assert_eq!(setup.runtime.running(), std::slice::from_ref(&key));
 
     // The end of the retention: the supervisor stops it without grace.
     let exit = setup
@@ -361,7 +383,11 @@ async fn stop_sends_sigterm_and_removes_the_container() {
     assert!(next_exit(&mut setup.events, &key).await.expected);
     assert!(setup.scope.containers().await.is_empty());
     assert_eq!(
-        setup.runtime.stop(&key, Duration::ZERO).await.expect("no-op"),
+        setup
+            .runtime
+            .stop(&key, Duration::ZERO)
+            .await
+            .expect("no-op"),
         None
     );
 }
