@@ -158,3 +158,66 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::domain::chaos::{Injection, Params, State, Target};
+
+    fn injection(id: &str, kind: ChaosKind) -> Injection {
+        let mut injection = Injection {
+            id: id.to_owned(),
+            kind,
+            params: Params::None,
+            targets: vec![Target {
+                workload: "web".to_owned(),
+                instance: "web-1".to_owned(),
+                generation: 1,
+                active: false,
+                remaining: 0,
+                message: String::new(),
+            }],
+            injected_at: SystemTime::UNIX_EPOCH,
+            expires_at: None,
+            state: State::Active,
+            ended_at: None,
+            message: String::new(),
+            idempotency_key: String::new(),
+            files: Vec::new(),
+            run_id: "run-1".to_owned(),
+            runtime: "process".to_owned(),
+        };
+        injection.start();
+        injection
+    }
+
+    #[test]
+    fn active_injections_are_counted_by_kind() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let mut book = ChaosBook::default();
+        book.insert(injection("inj-1", ChaosKind::Hang));
+        book.insert(injection("inj-2", ChaosKind::Hang));
+        book.insert(injection("inj-3", ChaosKind::Kill));
+        metrics.observe_chaos(&book);
+
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encoding the metrics");
+        assert!(
+            text.contains("aro_deployer_chaos_active_injections{kind=\"hang\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aro_deployer_chaos_active_injections{kind=\"kill\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aro_deployer_chaos_active_injections{kind=\"partition\"} 0"),
+            "{text}"
+        );
+    }
+}

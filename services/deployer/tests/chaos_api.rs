@@ -620,6 +620,19 @@ async fn duration_undoes_a_hang() {
     assert_eq!(stored[0].state(), InjectionState::Expired);
 
     let error = chaos
+        .inject_fault(request(ChaosKind::Partition, selector("web", &["web-2"])))
+        .await
+        .expect_err("the process runtime has no networks to cut");
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(error.message().contains("process"), "{}", error.message());
+    assert!(
+        nats.stored()
+            .await
+            .iter()
+            .all(|i| i.kind() != ChaosKind::Partition)
+    );
+
+    let error = chaos
         .inject_fault(InjectFaultRequest {
             duration: Some(prost_types::Duration {
                 seconds: 5,
@@ -905,7 +918,11 @@ async fn restarted_deployer_restores_files_and_closes_injections() {
     let second = nats.deployer(FLEET_WITH_FILE);
     let mut chaos_second = chaos(&second).await;
     let restored = std::fs::read(&data_path).expect("reading data.txt");
-    assert_eq!(restored, PRISTINE.as_bytes(), "the restarted deployer restores data.txt");
+    assert_eq!(
+        restored,
+        PRISTINE.as_bytes(),
+        "the restarted deployer restores data.txt"
+    );
 
     let mut phases = Vec::new();
     for _ in 0..2 {

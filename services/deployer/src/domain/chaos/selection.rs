@@ -241,7 +241,8 @@ pub fn keep_last_replica(
                 .collect();
             return Err(SelectionError::FailedPrecondition(format!(
                 "injecting into {} would leave workload {workload:?} without a serving \
-                 instance; set allow_last_replica to hit its last serving instance anyway",
+                 instance; set allow_last_replica (aro inject --allow-last-replica) to hit its \
+                 last serving instance anyway",
                 hit.join(", ")
             )));
         }
