@@ -161,38 +161,13 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use prometheus_client::encoding::text::encode;
 
     use super::*;
-    use crate::domain::chaos::{Injection, Params, State, Target};
+    use crate::domain::chaos::Injection;
 
     fn injection(id: &str, kind: ChaosKind) -> Injection {
-        let mut injection = Injection {
-            id: id.to_owned(),
-            kind,
-            params: Params::None,
-            targets: vec![Target {
-                workload: "web".to_owned(),
-                instance: "web-1".to_owned(),
-                generation: 1,
-                active: false,
-                remaining: 0,
-                message: String::new(),
-            }],
-            injected_at: SystemTime::UNIX_EPOCH,
-            expires_at: None,
-            state: State::Active,
-            ended_at: None,
-            message: String::new(),
-            idempotency_key: String::new(),
-            files: Vec::new(),
-            run_id: "run-1".to_owned(),
-            runtime: "process".to_owned(),
-        };
-        injection.start();
-        injection
+        Injection::example(id, kind, &[("web-1", 0)])
     }
 
     #[test]

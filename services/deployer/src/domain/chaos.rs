@@ -290,6 +290,39 @@ impl Injection {
         }
     }
 
+    /// Builds a fresh injection of `kind` at the Unix epoch into generation 1 of `targets`
+    /// of workload `web`, for tests.
+    #[cfg(test)]
+    pub(crate) fn example(id: &str, kind: ChaosKind, targets: &[(&str, u32)]) -> Self {
+        let mut injection = Self {
+            id: id.to_owned(),
+            kind,
+            params: Params::None,
+            targets: targets
+                .iter()
+                .map(|(instance, remaining)| Target {
+                    workload: "web".to_owned(),
+                    instance: (*instance).to_owned(),
+                    generation: 1,
+                    active: false,
+                    remaining: *remaining,
+                    message: String::new(),
+                })
+                .collect(),
+            injected_at: SystemTime::UNIX_EPOCH,
+            expires_at: None,
+            state: State::Active,
+            ended_at: None,
+            message: String::new(),
+            idempotency_key: String::new(),
+            files: Vec::new(),
+            run_id: "run-1".to_owned(),
+            runtime: "process".to_owned(),
+        };
+        injection.start();
+        injection
+    }
+
     /// Ends the injection in `state` at `at`, marking every target inactive.
     pub fn end(&mut self, state: State, at: SystemTime, message: String) {
         self.state = state;

@@ -2,39 +2,12 @@ use std::time::Duration;
 
 use super::*;
 
-fn target(instance: &str, remaining: u32) -> Target {
-    Target {
-        workload: "web".to_owned(),
-        instance: instance.to_owned(),
-        generation: 1,
-        active: false,
-        remaining,
-        message: String::new(),
-    }
-}
-
-fn injection(id: &str, kind: ChaosKind, targets: Vec<Target>) -> Injection {
-    let mut injection = Injection {
-        id: id.to_owned(),
-        kind,
-        params: Params::None,
-        targets,
-        injected_at: SystemTime::UNIX_EPOCH,
-        expires_at: None,
-        state: State::Active,
-        ended_at: None,
-        message: String::new(),
-        idempotency_key: String::new(),
-        files: Vec::new(),
-        run_id: "run-1".to_owned(),
-        runtime: "process".to_owned(),
-    };
-    injection.start();
-    injection
+fn injection(id: &str, kind: ChaosKind, targets: &[(&str, u32)]) -> Injection {
+    Injection::example(id, kind, targets)
 }
 
 fn one(id: &str, kind: ChaosKind, remaining: u32) -> Injection {
-    injection(id, kind, vec![target("web-1", remaining)])
+    Injection::example(id, kind, &[("web-1", remaining)])
 }
 
 fn current(generation: u64) -> impl Fn(&str, &str) -> TargetStatus {
@@ -82,7 +55,7 @@ fn one_recovered_target_leaves_the_others_active() {
     book.insert(injection(
         "inj-1",
         ChaosKind::Hang,
-        vec![target("web-1", 0), target("web-2", 0)],
+        &[("web-1", 0), ("web-2", 0)],
     ));
     let changes = book.reconcile(
         |_, instance| {
