@@ -2,6 +2,7 @@
 //! Deployments of a cluster through `aro-kube`, and their outcomes are published. A reaper
 //! deletes isolated pods whose retention has ended.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use aro_kube::commands::{Execution, Executor};
 use aro_kube::kube;
 use aro_kube::{Actuator, Clock, Settings};
 use aro_proto::v1::{Command, Outcome, OutcomeStatus};
-use aro_service::humantime_duration;
+use aro_service::{CommonArgs, GrpcServer, humantime_duration, serve_metrics};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -110,23 +111,37 @@ pub async fn client() -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building the Kubernetes client failed")
 }
 
-/// Consumes commands until `shutdown` is cancelled and executes each on the cluster through
-/// `client` as the deployer `identity`; runs the reaper meanwhile. Commands still running
-/// `grace` after the shutdown are not acknowledged, so JetStream delivers them again.
+/// Default address of the metrics endpoint, the same as in the other runtimes.
+const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9403);
+
+/// Runs the deployer's Kubernetes mode until `shutdown` is cancelled: serves metrics and gRPC
+/// health and reflection on `grpc_addr`, consumes commands and executes each on the cluster,
+/// and runs the reaper. The replica name is the lease holder identity, so give each deployer
+/// replica its own (`ARO_REPLICA`, for example the pod name). Commands still running at the end
+/// of the shutdown grace are not acknowledged, so JetStream delivers them again.
 ///
 /// # Errors
 ///
-/// Returns an error when the flags are invalid.
-pub async fn run(
-    bus: Bus,
-    client: kube::Client,
-    args: KubernetesArgs,
-    identity: String,
-    metrics: Arc<Metrics>,
+/// Returns an error when the flags are invalid, no Kubernetes configuration is found, or NATS,
+/// the metrics address or the gRPC address is unavailable.
+pub async fn serve(
+    common: &CommonArgs,
+    args: &KubernetesArgs,
+    grpc_addr: SocketAddr,
     shutdown: CancellationToken,
-    grace: Duration,
 ) -> anyhow::Result<()> {
     args.validate()?;
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut metrics_registry));
+    let metrics_addr = common.metrics_addr.unwrap_or(DEFAULT_METRICS_ADDR);
+    serve_metrics(metrics_addr, Arc::new(metrics_registry), shutdown.clone())
+        .await
+        .with_context(|| format!("failed to serve metrics on {metrics_addr}"))?;
+    let identity = common.replica_name("deployer");
+    let bus = Bus::connect_and_prepare(&common.nats_url, &identity).await?;
+    let client = client().await?;
+
     let actuator = Actuator::new(client, args.settings(&identity), Clock::system());
     let namespaces: Vec<String> = args
         .namespaces
@@ -142,12 +157,51 @@ pub async fn run(
         args.reap_interval,
         shutdown.clone(),
     ));
+    let (router, _health) = GrpcServer::router();
+    let grpc = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let served = GrpcServer::serve(router, grpc_addr, shutdown.clone()).await;
+            // A server that could not bind stops the consumer too.
+            shutdown.cancel();
+            served
+        }
+    });
 
+    consume_commands(
+        bus,
+        Executor::new(actuator, namespaces),
+        metrics,
+        shutdown.clone(),
+        common.shutdown_grace,
+    )
+    .await;
+    // The reaper stops at the cancellation; a round in progress finishes first.
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let served = grpc.await.context("gRPC server task failed")?;
+    served.with_context(|| format!("gRPC server on {grpc_addr} failed"))?;
+    info!("deployer stopped");
+    Ok(())
+}
+
+/// Consumes commands until `shutdown` is cancelled and executes each through `executor`,
+/// then gives running commands `grace` to finish. Commands still running after that are not
+/// acknowledged, so JetStream delivers them again.
+pub async fn consume_commands(
+    bus: Bus,
+    executor: Executor,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let handler = Arc::new(Handler {
         bus: bus.clone(),
-        executor: Executor::new(actuator, namespaces),
+        executor,
         metrics,
     });
+    let tasks = TaskTracker::new();
     let spec = ConsumerSpec::new(subjects::COMMANDS_STREAM, DURABLE, "aro.commands.>");
     let max_deliver = spec.max_deliver;
     let consumed = aro_bus::consume(&bus, spec, shutdown, |delivery: Delivery<Command>| {
@@ -166,7 +220,6 @@ pub async fn run(
             "commands still running at the end of the shutdown grace; they will be redelivered"
         );
     }
-    Ok(())
 }
 
 #[derive(Debug)]
