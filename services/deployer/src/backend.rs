@@ -14,7 +14,18 @@ use sha2::{Digest, Sha256};
 
 use tokio::sync::{mpsc, watch};
 
+use aro_proto::v1::Action;
+
 use crate::domain::plan::Capabilities;
+
+/// Returns true for the actions of a runtime that runs each instance by itself: observe,
+/// escalate, restart in place and replace.
+pub(crate) fn supports_single_instance_action(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Observe | Action::Escalate | Action::Restart | Action::Replace
+    )
+}
 
 /// One generation of one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +41,7 @@ impl std::fmt::Display for InstanceKey {
     }
 }
 
-/// What an instance runs, resolved at start-up.
+/// The program of an instance, resolved at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
     /// Path of an executable on this host.

@@ -28,6 +28,7 @@ use super::{
 use crate::domain::plan::Capabilities;
 use crate::logs::{LogSink, Stream};
 
+use engine::ExitState;
 pub use engine::{Engine, MANAGED_LABEL};
 
 /// Label naming the workload of a container.
@@ -47,6 +48,9 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Time the output of an exited container has to drain before the container is removed.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
+
+/// Pause before waiting again on a container whose wait ended while it still runs.
+const WAIT_RETRY: Duration = Duration::from_secs(1);
 
 /// Bytes of output buffered between the engine's log stream and the line reader.
 const PIPE_CAPACITY: usize = 64 * 1024;
@@ -90,7 +94,7 @@ impl DockerRuntime {
         }
     }
 
-    /// The engine this runtime drives.
+    /// Returns the engine this runtime drives.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -224,10 +228,7 @@ impl Capabilities for DockerRuntime {
     }
 
     fn supports(&self, action: Action) -> bool {
-        matches!(
-            action,
-            Action::Observe | Action::Escalate | Action::Restart | Action::Replace
-        )
+        super::supports_single_instance_action(action)
     }
 }
 
@@ -513,29 +514,13 @@ async fn watch_exit(container: WatchedContainer) {
         events,
         exit_sender,
     } = container;
-    let options = WaitContainerOptions {
-        condition: "not-running".to_owned(),
-    };
-    let waited = engine
-        .docker()
-        .wait_container(&id, Some(options))
-        .next()
-        .await;
-    let at = SystemTime::now();
-    let status = match waited {
-        Some(Ok(response)) => Some(response.status_code),
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
-        Some(Err(error)) => {
-            warn!(instance = %key.instance, container = %short(&id), %error, "waiting for the container failed");
-            None
-        }
-        None => None,
-    };
-    let state = engine.exit_state(&id).await;
+
+    let (status, state, at) = wait_until_exited(&engine, &id, &key).await;
     if tokio::time::timeout(LOG_DRAIN, output).await.is_err() {
         debug!(instance = %key.instance, "container output did not drain in time");
     }
     engine.remove_container(&id).await;
+
     running
         .lock()
         .expect("running-containers lock poisoned")
@@ -554,6 +539,43 @@ async fn watch_exit(container: WatchedContainer) {
         exit: exit.clone(),
     });
     let _ = exit_sender.send(Some(exit));
+}
+
+/// Waits on the engine until the container no longer runs. Returns the status the wait
+/// endpoint reported, the container's final state and when the exit was seen. A wait that
+/// ends while the container still runs (the connection to the engine broke) is started again.
+async fn wait_until_exited(
+    engine: &Engine,
+    id: &str,
+    key: &InstanceKey,
+) -> (Option<i64>, Option<ExitState>, SystemTime) {
+    loop {
+        let options = WaitContainerOptions {
+            condition: "not-running".to_owned(),
+        };
+        let waited = engine
+            .docker()
+            .wait_container(id, Some(options))
+            .next()
+            .await;
+        let at = SystemTime::now();
+        let status = match waited {
+            Some(Ok(response)) => Some(response.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+            Some(Err(error)) => {
+                warn!(instance = %key.instance, container = %short(id), %error, "waiting for the container failed");
+                None
+            }
+            None => None,
+        };
+        let state = engine.exit_state(id).await;
+        if state.is_some_and(|state| state.running) {
+            warn!(instance = %key.instance, container = %short(id), "the wait for the container ended while it runs, waiting again");
+            tokio::time::sleep(WAIT_RETRY).await;
+            continue;
+        }
+        return (status, state, at);
+    }
 }
 
 /// Splits a container's exit status into an exit code or a signal: the engine reports a

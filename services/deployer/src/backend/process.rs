@@ -151,10 +151,7 @@ impl Capabilities for ProcessRuntime {
     }
 
     fn supports(&self, action: Action) -> bool {
-        matches!(
-            action,
-            Action::Observe | Action::Escalate | Action::Restart | Action::Replace
-        )
+        super::supports_single_instance_action(action)
     }
 }
 

@@ -50,7 +50,7 @@ impl Scope {
         }
     }
 
-    /// An engine connection on the scope's network, which it creates.
+    /// Connects to the engine with the scope's network and replica, and creates the network.
     pub(crate) async fn engine(&self) -> Engine {
         let engine = Engine::connect(&self.network, &self.replica)
             .await
@@ -81,7 +81,7 @@ impl Scope {
             .expect("listing containers")
     }
 
-    /// Whether the container is paused, and the networks it is on.
+    /// Returns whether the container is paused, and the networks it is on.
     pub(crate) async fn state(&self, id: &str) -> (bool, Vec<String>) {
         let inspected = self
             .docker

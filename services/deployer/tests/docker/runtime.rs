@@ -139,7 +139,7 @@ async fn container_id(scope: &Scope, key: &InstanceKey) -> Option<String> {
 }
 
 #[tokio::test]
-async fn fleet_of_containers_starts_labelled_from_one_image() {
+async fn fleet_starts_labelled_containers() {
     let mut setup = setup("fleet").await;
     let keys: Vec<InstanceKey> = (1..=3).map(|n| key(&format!("web-{n}"), 1)).collect();
     let mut addresses = Vec::new();
@@ -187,7 +187,7 @@ async fn fleet_of_containers_starts_labelled_from_one_image() {
 }
 
 #[tokio::test]
-async fn kill_reports_an_unexpected_exit_and_removes_the_container() {
+async fn kill_reports_unexpected_exit() {
     let mut setup = setup("kill").await;
     let first = key("web-1", 1);
     start(&setup, &first, None).await;
@@ -219,7 +219,7 @@ async fn kill_reports_an_unexpected_exit_and_removes_the_container() {
 }
 
 #[tokio::test]
-async fn freeze_pauses_and_resume_unpauses() {
+async fn freeze_and_resume_pause_container() {
     let setup = setup("freeze").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
@@ -245,7 +245,7 @@ async fn freeze_pauses_and_resume_unpauses() {
 }
 
 #[tokio::test]
-async fn partition_cuts_the_network_and_reconnect_restores_the_address() {
+async fn partition_and_reconnect_keep_address() {
     let setup = setup("partition").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
@@ -276,7 +276,7 @@ async fn partition_cuts_the_network_and_reconnect_restores_the_address() {
 }
 
 #[tokio::test]
-async fn isolated_container_is_kept_paused_off_the_network_until_stopped() {
+async fn isolate_keeps_container_paused_offline() {
     let mut setup = setup("isolate").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, None).await;
@@ -304,7 +304,7 @@ async fn isolated_container_is_kept_paused_off_the_network_until_stopped() {
 }
 
 #[tokio::test]
-async fn growing_past_the_memory_limit_ends_in_an_oom_kill() {
+async fn memory_growth_ends_in_oom_kill() {
     let mut setup = setup("oom").await;
     let key = key("web-1", 1);
     let launched = start(&setup, &key, Some(64 << 20)).await;
@@ -325,7 +325,7 @@ async fn growing_past_the_memory_limit_ends_in_an_oom_kill() {
 }
 
 #[tokio::test]
-async fn file_inside_the_container_is_corrupted_and_restored() {
+async fn container_file_corruption_is_undone() {
     let setup = setup("corrupt").await;
     let key = key("web-1", 1);
     start(&setup, &key, None).await;
@@ -367,7 +367,7 @@ async fn file_inside_the_container_is_corrupted_and_restored() {
 }
 
 #[tokio::test]
-async fn stop_sends_sigterm_and_removes_the_container() {
+async fn stop_removes_the_container() {
     let mut setup = setup("stop").await;
     let key = key("web-1", 1);
     start(&setup, &key, None).await;

@@ -47,9 +47,10 @@ pub(super) struct Inspected {
     pub(super) image: String,
 }
 
-/// How a container ended.
+/// State of a container whose wait ended: how it ended, or that it still runs.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ExitState {
+    pub(super) running: bool,
     pub(super) code: i64,
     pub(super) oom_killed: bool,
 }
@@ -346,13 +347,14 @@ impl Engine {
         })
     }
 
-    /// Exit status and out-of-memory flag of an exited container; `None` when it cannot be
-    /// inspected.
+    /// Running flag, exit status and out-of-memory flag of a container; `None` when it cannot
+    /// be inspected.
     pub(super) async fn exit_state(&self, id: &str) -> Option<ExitState> {
         match self.docker.inspect_container(id, None).await {
             Ok(inspected) => {
                 let state = inspected.state?;
                 Some(ExitState {
+                    running: state.running.unwrap_or_default() || state.paused.unwrap_or_default(),
                     code: state.exit_code.unwrap_or_default(),
                     oom_killed: state.oom_killed.unwrap_or_default(),
                 })
