@@ -34,16 +34,29 @@ impl<R: Runtime> Supervisor<R> {
     /// Takes the injections that [`injections::recover`] read and closed, opens fault
     /// injection, and starts looking for expired injections and recovered targets.
     pub fn adopt_injections(self: &Arc<Self>, store: InjectionStore, recovered: Vec<Injection>) {
-        {
+        let dropped: Vec<String> = {
             let mut book = self.chaos_book();
-            for injection in recovered {
-                book.insert(injection);
-            }
+            let dropped = recovered
+                .into_iter()
+                .flat_map(|injection| book.insert(injection))
+                .collect();
             self.metrics.observe_chaos(&book);
-        }
-        if self.chaos.store.set(store).is_err() {
+            dropped
+        };
+        if self.chaos.store.set(store.clone()).is_err() {
             error!("injections were adopted twice; the second set is ignored");
             return;
+        }
+        if !dropped.is_empty() {
+            let removal = async move {
+                for id in dropped {
+                    if let Err(error) = store.delete(&id).await {
+                        error!(injection = %id, %error, "removing an old injection failed");
+                    }
+                }
+            };
+            self.tasks
+                .spawn(removal.instrument(info_span!("deployer.chaos.trim")));
         }
         let supervisor = Arc::clone(self);
         let reconcile = async move {
