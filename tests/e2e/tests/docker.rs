@@ -14,18 +14,22 @@ use std::time::Duration;
 use aro_e2e::{assert_single_recovery, config, inject_and_follow, serial, start};
 use aro_proto::v1;
 use aro_stack::StackConfig;
+use aro_stack::audit::{self, AuditEvent};
+use futures::StreamExt;
 
 fn image() -> String {
     std::env::var("ARO_TEST_IMAGE").unwrap_or_else(|_| "aro-sample-workload:dev".to_owned())
 }
 
-/// Two replicas of the sample workload, probed over HTTP at their container addresses.
-fn fleet(image: &str) -> String {
+/// Two replicas of the sample workload, probed over HTTP at their container addresses, with
+/// the `extra` lines in the workload's table.
+fn fleet(image: &str, extra: &str) -> String {
     format!(
         r#"
 [[workload]]
 name = "web"
 image = "{image}"
+{extra}
 replicas = 2
 start_timeout = "20s"
 checksum_files = ["/srv/aro/beat-data.txt"]
@@ -89,12 +93,13 @@ impl DockerScope {
         .collect()
     }
 
-    /// A stack configuration whose deployer runs the sample fleet in this scope.
-    fn config(&self, test: &str) -> StackConfig {
+    /// A stack configuration whose deployer runs the sample fleet, with the `extra` lines in
+    /// its workload's table, in this scope.
+    fn config(&self, test: &str, extra: &str) -> StackConfig {
         let mut config = config(test);
         std::fs::create_dir_all(&config.run_dir).expect("creating the run directory");
         let workloads = config.run_dir.join("docker-fleet.toml");
-        std::fs::write(&workloads, fleet(&image())).expect("writing the workload file");
+        std::fs::write(&workloads, fleet(&image(), extra)).expect("writing the workload file");
         config.workloads = workloads;
         config.run_in_docker(&self.name, &self.name);
         config
@@ -153,7 +158,7 @@ async fn settle_start_up_grace() {
 async fn killed_container_is_recovered_once() {
     let _serial = serial().await;
     let scope = DockerScope::new("kill");
-    let mut engine = start(scope.config("docker-kill")).await;
+    let mut engine = start(scope.config("docker-kill", "")).await;
     assert_fleet_serves(&mut engine).await;
     assert_eq!(scope.containers().len(), 2);
 
@@ -174,7 +179,7 @@ async fn killed_container_is_recovered_once() {
 async fn paused_container_is_recovered_once() {
     let _serial = serial().await;
     let scope = DockerScope::new("pause");
-    let mut engine = start(scope.config("docker-pause")).await;
+    let mut engine = start(scope.config("docker-pause", "")).await;
     assert_fleet_serves(&mut engine).await;
     settle_start_up_grace().await;
 
@@ -189,6 +194,43 @@ async fn paused_container_is_recovered_once() {
         v1::FaultKind::Hang
     );
     assert_fleet_serves(&mut engine).await;
+    engine.stop().await;
+    assert!(scope.containers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_other_than_declared_is_reported() {
+    let _serial = serial().await;
+    let scope = DockerScope::new("digest");
+    let declared = format!("sha256:{}", "0".repeat(64));
+    let extra = format!("artifact_digest = \"{declared}\"");
+    let engine = start(scope.config("docker-digest", &extra)).await;
+    let mut events = audit::follow(&engine.bus, true, false)
+        .await
+        .expect("following the audit trail");
+    let fault = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(audited) = events.next().await {
+            if let AuditEvent::Fault(fault) = audited.event
+                && fault.kind() == v1::FaultKind::ChecksumMismatch
+            {
+                return fault;
+            }
+        }
+        panic!("the audit trail ended");
+    })
+    .await
+    .expect("a checksum mismatch is reported within 30 s");
+    let evidence: Vec<String> = fault
+        .evidence
+        .iter()
+        .map(|evidence| evidence.summary.clone())
+        .collect();
+    assert!(
+        evidence
+            .iter()
+            .any(|summary| summary.contains("container image") && summary.contains(&declared)),
+        "{evidence:?}"
+    );
     engine.stop().await;
     assert!(scope.containers().is_empty());
 }
