@@ -177,7 +177,7 @@ impl<R: Runtime> Supervisor<R> {
         for target in injection.targets.iter_mut().filter(|t| t.active) {
             target.message = reason.to_owned();
         }
-        // The phase already says why it ended, so the message says what was undone.
+        // The phase names the reason it ended, so the message describes what was undone.
         let message = if undone.is_empty() {
             reason.to_owned()
         } else {
