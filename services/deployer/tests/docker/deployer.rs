@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use aro_bus::async_nats::Subscriber;
 use aro_bus::{Bus, Registry, subjects};
+use aro_proto::v1::chaos_client::ChaosClient;
 use aro_proto::v1::{
-    Action, Command, Instance, InstanceRef, InstanceState, Outcome, OutcomeStatus, Signal,
-    health_check, signal,
+    Action, CancelFaultRequest, ChaosKind, Command, CorruptFileParams, FaultParams,
+    InjectFaultRequest, Instance, InstanceRef, InstanceState, Outcome, OutcomeStatus, Signal,
+    TargetSelector, fault_params, health_check, signal,
 };
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
@@ -104,6 +106,57 @@ fn restart(instance: &str, generation: u64) -> Command {
     }
 }
 
+/// Declared file of the sample workload's image.
+const DATA_FILE: &str = "/srv/aro/beat-data.txt";
+
+async fn chaos_client(deployer: &Deployer) -> ChaosClient<tonic::transport::Channel> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(client) = ChaosClient::connect(deployer.grpc_url()).await {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deployer's gRPC server did not accept connections"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn request(kind: ChaosKind, instance: &str) -> InjectFaultRequest {
+    InjectFaultRequest {
+        kind: kind as i32,
+        selector: Some(TargetSelector {
+            workload: "web".to_owned(),
+            instances: vec![instance.to_owned()],
+            ..TargetSelector::default()
+        }),
+        ..InjectFaultRequest::default()
+    }
+}
+
+/// Injects a fault and returns the injection's id.
+async fn inject(
+    chaos: &mut ChaosClient<tonic::transport::Channel>,
+    request: InjectFaultRequest,
+) -> String {
+    chaos
+        .inject_fault(request)
+        .await
+        .expect("injecting the fault")
+        .into_inner()
+        .injection
+        .expect("the injection")
+        .id
+}
+
+async fn cancel(chaos: &mut ChaosClient<tonic::transport::Channel>, id: &str) {
+    chaos
+        .cancel_fault(CancelFaultRequest { id: id.to_owned() })
+        .await
+        .expect("cancelling the fault");
+}
+
 fn http_url(entry: &Instance) -> String {
     match entry
         .health_check
@@ -181,6 +234,37 @@ async fn deployer_runs_heals_and_removes_its_containers() {
         assert_eq!(entry.declared_files.len(), 1);
     }
 
+    // Faults through the Chaos API: a corrupted file inside web-2's container, and a
+    // partition of it, each undone when cancelled.
+    let mut chaos = chaos_client(&deployer).await;
+    let web_2 = scope.container_of("web-2").await;
+    let pristine = scope.read_file(&web_2, DATA_FILE).await;
+    let corrupt = inject(
+        &mut chaos,
+        InjectFaultRequest {
+            params: Some(FaultParams {
+                kind: Some(fault_params::Kind::CorruptFile(CorruptFileParams {
+                    path: DATA_FILE.to_owned(),
+                })),
+            }),
+            ..request(ChaosKind::CorruptFile, "web-2")
+        },
+    )
+    .await;
+    let corrupted = scope.read_file(&web_2, DATA_FILE).await;
+    assert_eq!(corrupted.len(), pristine.len());
+    assert_ne!(corrupted, pristine);
+    cancel(&mut chaos, &corrupt).await;
+    assert_eq!(scope.read_file(&web_2, DATA_FILE).await, pristine);
+
+    let partition = inject(&mut chaos, request(ChaosKind::Partition, "web-2")).await;
+    assert!(scope.state(&web_2).await.1.is_empty(), "web-2 is cut off");
+    cancel(&mut chaos, &partition).await;
+    assert_eq!(
+        scope.state(&web_2).await.1,
+        std::slice::from_ref(&scope.network)
+    );
+
     // A restart command replaces generation 1 by a fresh container, whose output is
     // published.
     let mut outcomes = bus
@@ -227,17 +311,7 @@ async fn deployer_runs_heals_and_removes_its_containers() {
         .remove("web-1")
         .expect("web-1");
     assert_eq!(entry.r#ref.as_ref().map(|r| r.generation), Some(2));
-    let generation_2 = scope
-        .containers()
-        .await
-        .into_iter()
-        .find(|c| {
-            c.labels.as_ref().is_some_and(|labels| {
-                labels.get("io.aro.instance").map(String::as_str) == Some("web-1")
-            })
-        })
-        .and_then(|c| c.id)
-        .expect("the container of web-1");
+    let generation_2 = scope.container_of("web-1").await;
     scope
         .docker
         .kill_container(

@@ -8,7 +8,8 @@ use std::time::Duration;
 use aro_deployer::backend::docker::{Engine, MANAGED_LABEL, REPLICA_LABEL};
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::ListContainersOptions;
+use bollard::query_parameters::{DownloadFromContainerOptions, ListContainersOptions};
+use futures::TryStreamExt;
 
 /// Image every test runs.
 pub(crate) fn image() -> String {
@@ -79,6 +80,44 @@ impl Scope {
             }))
             .await
             .expect("listing containers")
+    }
+
+    /// Reads a regular file out of a container.
+    pub(crate) async fn read_file(&self, id: &str, path: &str) -> Vec<u8> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_owned(),
+        };
+        let chunks: Vec<bytes::Bytes> = self
+            .docker
+            .download_from_container(id, Some(options))
+            .try_collect()
+            .await
+            .expect("downloading the file");
+        let tar = chunks.concat();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut entry = archive
+            .entries()
+            .expect("reading the archive")
+            .next()
+            .expect("an entry")
+            .expect("a readable entry");
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).expect("reading the file");
+        content
+    }
+
+    /// Id of the container of `instance`, of any generation.
+    pub(crate) async fn container_of(&self, instance: &str) -> String {
+        self.containers()
+            .await
+            .into_iter()
+            .find(|container| {
+                container.labels.as_ref().is_some_and(|labels| {
+                    labels.get("io.aro.instance").map(String::as_str) == Some(instance)
+                })
+            })
+            .and_then(|container| container.id)
+            .unwrap_or_else(|| panic!("no container of {instance}"))
     }
 
     /// Returns whether the container is paused, and the networks it is on.
