@@ -1,7 +1,12 @@
 //! Component tests of the Chaos API: a real `nats-server`, the real `aro-deployer` binary and
-//! real processes (shell loops), checked through the processes' scheduler state, the
-//! `aro_injections` bucket and the chaos events on `aro.chaos.<workload>`.
+//! real processes (shell loops) or containers of the local Docker engine, checked through their
+//! state, the `aro_injections` bucket and the chaos events on `aro.chaos.<workload>`. The
+//! Docker test needs the `aro-sample-workload:dev` image of `make images`.
 
+// Shared with the docker test binary, which uses the helpers this one does not.
+#[allow(dead_code)]
+#[path = "docker/fixture.rs"]
+mod docker_fixture;
 mod support;
 
 use std::future::Future;
@@ -92,8 +97,13 @@ impl Nats {
     }
 
     fn deployer(&self, fleet: &str) -> Deployer {
+        self.deployer_with(fleet, Vec::new())
+    }
+
+    fn deployer_with(&self, fleet: &str, extra_args: Vec<String>) -> Deployer {
         let options = Options {
             files: vec![("data.txt", PRISTINE)],
+            extra_args,
             ..Options::default()
         };
         Deployer::start(&self.server.url(), fleet, &options)
@@ -955,4 +965,109 @@ async fn restarted_deployer_restores_files_and_closes_injections() {
         stored.iter().all(|i| i.state() == InjectionState::Reverted),
         "{stored:?}"
     );
+}
+
+/// Two replicas of the sample workload image, which declare a file inside the image.
+fn docker_fleet() -> String {
+    format!(
+        r#"
+[[workload]]
+name = "web"
+image = "{}"
+replicas = 2
+start_timeout = "20s"
+checksum_files = ["/srv/aro/beat-data.txt"]
+
+[workload.health]
+http = "http://{{host}}:{{port}}/healthz"
+interval = "100ms"
+timeout = "1s"
+"#,
+        docker_fixture::image()
+    )
+}
+
+#[tokio::test]
+async fn docker_faults_expire_and_close_after_a_restart() {
+    let scope = docker_fixture::Scope::new("chaos").await;
+    scope.engine().await;
+    let nats = Nats::start().await;
+    let docker_args = vec![
+        "--runtime".to_owned(),
+        "docker".to_owned(),
+        "--docker-network".to_owned(),
+        scope.network.clone(),
+        "--replica".to_owned(),
+        scope.replica.clone(),
+    ];
+    let mut first = nats.deployer_with(&docker_fleet(), docker_args.clone());
+    nats.wait_serving("web", 2).await;
+    let mut chaos_first = chaos(&first).await;
+    let web_1 = scope.container_of("web-1").await;
+    let web_2 = scope.container_of("web-2").await;
+    let on_network = |networks: &[String]| networks.contains(&scope.network);
+
+    // A partition with a duration is reconnected by the deployer.
+    let partition = inject(
+        &mut chaos_first,
+        InjectFaultRequest {
+            duration: Some(prost_types::Duration {
+                seconds: 2,
+                nanos: 0,
+            }),
+            ..request(ChaosKind::Partition, selector("web", &["web-1"]))
+        },
+    )
+    .await
+    .injection
+    .expect("the partition");
+    assert!(!on_network(&scope.state(&web_1).await.1));
+    eventually("web-1 reconnected", || async {
+        on_network(&scope.state(&web_1).await.1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&mut chaos_first, &partition.id).await.state(),
+        InjectionState::Expired
+    );
+
+    // A hang pauses the container until it is cancelled.
+    let hang = inject(
+        &mut chaos_first,
+        request(ChaosKind::Hang, selector("web", &["web-2"])),
+    )
+    .await
+    .injection
+    .expect("the hang");
+    assert!(scope.state(&web_2).await.0, "web-2 is paused");
+    chaos_first
+        .cancel_fault(CancelFaultRequest { id: hang.id })
+        .await
+        .expect("cancelling the hang");
+    assert!(!scope.state(&web_2).await.0, "web-2 runs again");
+
+    // A partition left by a killed deployer is closed by the next one, whose fresh
+    // containers replace the partitioned one.
+    let leftover = inject(
+        &mut chaos_first,
+        request(ChaosKind::Partition, selector("web", &["web-1"])),
+    )
+    .await
+    .injection
+    .expect("the partition");
+    let mut events = nats.chaos_events().await;
+    first.signal(UnixSignal::SIGKILL);
+    first.wait_exit(docker_fixture::WAIT);
+    let second = nats.deployer_with(&docker_fleet(), docker_args);
+    let mut chaos_second = chaos(&second).await;
+    let closed = next_event(&mut events).await;
+    assert_eq!(closed.injection_id, leftover.id);
+    assert_eq!(closed.phase, "reverted");
+    assert_eq!(
+        get(&mut chaos_second, &leftover.id).await.state(),
+        InjectionState::Reverted
+    );
+    nats.wait_serving("web", 2).await;
+    let fresh = scope.container_of("web-3").await;
+    assert!(on_network(&scope.state(&fresh).await.1));
 }
