@@ -71,8 +71,8 @@ pub struct Args {
     #[arg(long, env = "ARO_NODE")]
     pub node: Option<String>,
 
-    /// Where instances run: `process` (local child processes, workloads with `command`) or
-    /// `docker` (containers of the local Docker engine, workloads with `image`).
+    /// Runtime of the instances: `process` (local child processes, workloads with `command`)
+    /// or `docker` (containers of the local Docker engine, workloads with `image`).
     #[arg(long, env = "ARO_RUNTIME", default_value = "process", value_parser = parse_runtime)]
     pub runtime: RuntimeKind,
 
@@ -168,7 +168,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// What [`run`] prepared for [`serve`], whatever the runtime.
+/// Connections and settings that [`run`] prepares for [`serve`], whatever the runtime.
 struct Wiring {
     bus: Bus,
     registry: Registry,

@@ -169,8 +169,8 @@ impl Checks {
                 }
                 self.artifact_checked = true;
             }
-            // Declared files are the ones the running process sees: a container's are reachable
-            // only through it, and before it runs no file is in use.
+            // Declared files are read as the running process opens them, because a container's
+            // are reachable only through it, and before the process runs no file is in use.
             if let Some(process) = process {
                 let root = container.then_some(process);
                 for file in &entry.declared_files {
@@ -316,7 +316,7 @@ impl Checks {
     }
 
     /// Compares a declared file with its digest when it changed since it was last hashed, or
-    /// on a full round. With `root`, the file is the one that process sees (in its container).
+    /// on a full round. With `root`, the file is read through that process's root directory (in its container).
     async fn check_declared_file(
         &mut self,
         file: &DeclaredFile,

@@ -1,7 +1,7 @@
 //! The whole loop on containers: the deployer runs the fleet with its Docker runtime, faults
 //! are injected through the Chaos API, and the detector, the brain and the deployer heal them.
 //! The detector probes the containers over HTTP at their addresses on the test's own Docker
-//! network; the containers push no heartbeats, so the detector needs no address on that
+//! network. The containers push no heartbeats, so the detector needs no address on that
 //! network.
 //!
 //! The image is `$ARO_TEST_IMAGE`, by default `aro-sample-workload:dev` from `make images`.
@@ -93,8 +93,8 @@ impl DockerScope {
         .collect()
     }
 
-    /// A stack configuration whose deployer runs the sample fleet, with the `extra` lines in
-    /// its workload's table, in this scope.
+    /// Builds a stack configuration whose deployer runs the sample fleet in this scope, with the
+    /// `extra` lines in its workload's table.
     fn config(&self, test: &str, extra: &str) -> StackConfig {
         let mut config = config(test);
         std::fs::create_dir_all(&config.run_dir).expect("creating the run directory");

@@ -181,7 +181,7 @@ const SAMPLE: Placeholders<'static> = Placeholders {
     host: "127.0.0.1",
 };
 
-/// Where a deployer runs its instances.
+/// Runtime on which a deployer runs its instances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeKind {
     /// Local child processes: workloads declare a `command`.
@@ -193,9 +193,9 @@ pub enum RuntimeKind {
 /// Lowest memory limit the Docker engine accepts.
 pub const MIN_CONTAINER_MEMORY_LIMIT: u64 = 6 << 20;
 
-/// Checks that every workload suits `runtime`: the process runtime runs commands; the Docker
-/// runtime runs images, names checksum files by absolute paths inside the container, needs a
-/// health check that reaches the container, and a memory limit the engine accepts.
+/// Checks that every workload suits `runtime`. The process runtime runs commands. The Docker
+/// runtime runs images, names checksum files by absolute paths inside the container, and needs
+/// a health check that reaches the container and a memory limit that the engine accepts.
 ///
 /// # Errors
 ///

@@ -16,7 +16,7 @@ pub(crate) struct ArchiveFile {
 ///
 /// # Errors
 ///
-/// Fails when the archive is malformed or holds no regular file (the path names a directory
+/// Fails when the archive is malformed or contains no regular file (the path names a directory
 /// or a link).
 pub(crate) fn read_file(tar: &[u8]) -> io::Result<ArchiveFile> {
     let mut archive = tar::Archive::new(tar);

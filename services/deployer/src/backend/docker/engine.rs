@@ -37,7 +37,7 @@ pub struct Engine {
     replica: String,
 }
 
-/// What the runtime needs to know of a started container.
+/// Facts about a started container that the runtime records.
 #[derive(Clone, Debug)]
 pub(super) struct Inspected {
     pub(super) pid: u32,
@@ -110,7 +110,7 @@ impl Engine {
         })
     }
 
-    /// The API client.
+    /// Returns the API client.
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
@@ -125,7 +125,7 @@ impl Engine {
         &self.replica
     }
 
-    /// The managed and replica labels, with `extra`.
+    /// Returns the managed and replica labels, with `extra`.
     pub(super) fn labels<const N: usize>(
         &self,
         extra: [(&str, String); N],
@@ -164,9 +164,9 @@ impl Engine {
             ipam,
             ..NetworkCreateRequest::default()
         };
-        // A first network lets the engine pick a subnet that no other network uses; the network
-        // is then created again with that subnet set, which the engine requires for fixed
-        // container addresses.
+        // The engine gives fixed container addresses only on a network created with a subnet.
+        // So a first network lets the engine pick a subnet that no other network uses, and the
+        // network is then created again with that subnet set.
         self.docker
             .create_network(request(None))
             .await
@@ -579,7 +579,7 @@ impl Engine {
     }
 }
 
-/// The engine's error as an I/O error, keeping "not found" recognisable.
+/// Converts the engine's error to an I/O error, keeping "not found" recognisable.
 fn docker_io_error(error: DockerError) -> std::io::Error {
     let kind = if is_not_found(&error) {
         std::io::ErrorKind::NotFound
