@@ -250,6 +250,8 @@ impl<R: Runtime> Supervisor<R> {
         if !injection.is_active() {
             injection.message.push_str("; nothing to undo");
         }
+        // NOTE: the entry is written after the fault took effect, so a deployer killed in
+        // between leaves a corrupted file that no later run knows to restore.
         if let Err(error) = store
             .put(&crate::injections::to_record(
                 &injection,
