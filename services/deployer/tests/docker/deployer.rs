@@ -89,9 +89,9 @@ async fn next_exit(subscriber: &mut Subscriber) -> aro_proto::v1::Exited {
     }
 }
 
-fn restart(instance: &str, generation: u64) -> Command {
+fn command(action: Action, instance: &str, generation: u64) -> Command {
     Command {
-        id: format!("cmd-{instance}-g{generation}"),
+        id: format!("cmd-{}-{instance}-g{generation}", action.as_str_name()),
         incident_id: format!("inc-{instance}-g{generation}"),
         attempt: 1,
         target: Some(InstanceRef {
@@ -100,7 +100,7 @@ fn restart(instance: &str, generation: u64) -> Command {
             generation,
             node: String::new(),
         }),
-        action: Action::Restart as i32,
+        action: action as i32,
         issued_at: Some(prost_types::Timestamp::from(SystemTime::now())),
         ..Command::default()
     }
@@ -286,8 +286,8 @@ async fn deployer_runs_heals_and_removes_its_containers() {
         .query_account()
         .await
         .expect("the subscriptions are active");
-    let command = restart("web-1", 1);
-    bus.publish(subjects::command("web"), &command.id, &command)
+    let restart = command(Action::Restart, "web-1", 1);
+    bus.publish(subjects::command("web"), &restart.id, &restart)
         .await
         .expect("publishing the command");
     let outcome: Outcome = next(&mut outcomes).await;
@@ -325,8 +325,8 @@ async fn deployer_runs_heals_and_removes_its_containers() {
     let exited = next_exit(&mut signals).await;
     assert!(!exited.expected);
     assert_eq!(exited.signal, Some(9));
-    let command = restart("web-1", 2);
-    bus.publish(subjects::command("web"), &command.id, &command)
+    let restart = command(Action::Restart, "web-1", 2);
+    bus.publish(subjects::command("web"), &restart.id, &restart)
         .await
         .expect("publishing the command");
     let outcome: Outcome = next(&mut outcomes).await;
@@ -337,6 +337,32 @@ async fn deployer_runs_heals_and_removes_its_containers() {
         outcome.message
     );
     wait_serving(&registry, 2).await;
+
+    // A replacement keeps web-2's container paused and off the network for inspection, and
+    // starts web-3 in its slot.
+    let web_2 = scope.container_of("web-2").await;
+    let replace = command(Action::Replace, "web-2", 1);
+    bus.publish(subjects::command("web"), &replace.id, &replace)
+        .await
+        .expect("publishing the command");
+    let outcome: Outcome = next(&mut outcomes).await;
+    assert_eq!(
+        outcome.status(),
+        OutcomeStatus::Recovered,
+        "{}",
+        outcome.message
+    );
+    assert_eq!(
+        outcome.replacement.map(|replacement| replacement.instance),
+        Some("web-3".to_owned())
+    );
+    let (paused, networks) = scope.state(&web_2).await;
+    assert!(paused, "the isolated container is paused");
+    assert!(
+        networks.is_empty(),
+        "the isolated container is on {networks:?}"
+    );
+    assert_eq!(scope.containers().await.len(), 3);
 
     // Stopping the deployer removes every container it created.
     deployer.signal(UnixSignal::SIGTERM);
