@@ -1,7 +1,7 @@
 //! File corruption for fault injection: which bytes of a declared file to overwrite, with
 //! what, and what to write back to undo it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Bytes one corruption overwrites at most.
 pub const CORRUPT_LEN: usize = 16;
@@ -35,6 +35,20 @@ pub fn replacement(original: &[u8]) -> Vec<u8> {
     original.iter().map(|byte| !byte).collect()
 }
 
+/// Returns the corruption that overwriting a file of `content` at `path` makes: the bytes of
+/// [`range`] and their [`replacement`]. `None` for an empty file.
+pub fn planned(path: &Path, content: &[u8]) -> Option<FileCorruption> {
+    let (offset, count) = range(content.len() as u64)?;
+    let start = usize::try_from(offset).ok()?;
+    let original = content.get(start..start + count)?.to_vec();
+    Some(FileCorruption {
+        path: path.to_owned(),
+        offset,
+        written: replacement(&original),
+        original,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +68,15 @@ mod tests {
     #[test]
     fn empty_file_has_no_range() {
         assert_eq!(range(0), None);
+    }
+
+    #[test]
+    fn planned_corruption_inverts_the_middle() {
+        let corruption = planned(Path::new("data.txt"), b"0123456789").expect("a range");
+        assert_eq!(corruption.offset, 0);
+        assert_eq!(corruption.original, b"0123456789");
+        assert_eq!(corruption.written, replacement(b"0123456789"));
+        assert_eq!(planned(Path::new("empty.txt"), b""), None);
     }
 
     #[test]

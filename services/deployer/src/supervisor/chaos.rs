@@ -12,14 +12,17 @@ use std::time::{Duration, SystemTime};
 use aro_bus::InjectionStore;
 use aro_proto::v1::ChaosKind;
 use tokio::sync::broadcast;
-use tracing::info;
+use tracing::{error, info};
 
 use super::Supervisor;
 use crate::backend::{self, Runtime};
 use crate::domain::chaos::selection::{
     self, BlastRadius, Candidate, SelectionError, Selector, WorkloadView,
 };
-use crate::domain::chaos::{self, ChaosBook, Injection, Params, State, Target, TargetStatus};
+use crate::domain::chaos::{
+    self, ChaosBook, CorruptedFile, Injection, Params, State, Target, TargetStatus,
+};
+use crate::domain::corruption;
 use crate::domain::fleet::State as InstanceState;
 
 pub use lifecycle::Change;
@@ -241,7 +244,7 @@ impl<R: Runtime> Supervisor<R> {
             });
         };
 
-        self.apply_all(&mut injection).await?;
+        self.apply_all(&mut injection, &store).await?;
         injection.expires_at = request
             .duration
             .filter(|d| !d.is_zero())
@@ -250,8 +253,6 @@ impl<R: Runtime> Supervisor<R> {
         if !injection.is_active() {
             injection.message.push_str("; nothing to undo");
         }
-        // NOTE: the entry is written after the fault took effect, so a deployer killed in
-        // between leaves a corrupted file that no later run knows to restore.
         if let Err(error) = store
             .put(&crate::injections::to_record(
                 &injection,
@@ -318,6 +319,48 @@ impl<R: Runtime> Supervisor<R> {
         Ok(targets)
     }
 
+    /// Stores `applied` with the corruption about to be made to `path` of `record`, read
+    /// through the runtime. An empty or unreadable file stores nothing, because the
+    /// corruption then fails.
+    async fn store_intent(
+        &self,
+        store: &InjectionStore,
+        applied: &Injection,
+        record: &crate::domain::fleet::InstanceRecord,
+        path: &std::path::Path,
+    ) -> Result<(), ChaosError> {
+        let key = crate::backend::InstanceKey {
+            workload: record.workload.clone(),
+            instance: record.id.clone(),
+            generation: record.generation,
+        };
+        let Ok(content) = self.runtime.read_file(&key, path).await else {
+            return Ok(());
+        };
+        let Some(corruption) = corruption::planned(path, &content) else {
+            return Ok(());
+        };
+        let mut intent = applied.clone();
+        intent.files.push(CorruptedFile {
+            workload: key.workload,
+            instance: key.instance,
+            generation: key.generation,
+            corruption,
+        });
+        store
+            .put(&crate::injections::to_record(&intent, &self.settings.node))
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                ChaosError::Internal(format!(
+                    "storing injection {} before corrupting {} failed, so the file was left \
+                     as it is: {error}",
+                    intent.id,
+                    path.display()
+                ))
+            })
+    }
+
     /// Checks that every workload of `targets` declares the file `path`.
     fn check_declared_files(&self, targets: &[Candidate], path: &str) -> Result<(), ChaosError> {
         for target in targets {
@@ -327,9 +370,16 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Applies the injection to every target, recording what it did. When one fails,
-    /// undoes those already applied and returns the error. Replicas of a local process
-    /// share their declared files, so each such file is corrupted once.
-    async fn apply_all(&self, injection: &mut Injection) -> Result<(), ChaosError> {
+    /// undoes those already applied, removes the stored intent and returns the error.
+    /// Replicas of a local process share their declared files, so each such file is
+    /// corrupted once. Before each file is written, the injection is stored with the bytes
+    /// that write will replace, so that a deployer killed right after the write leaves the
+    /// next run what it needs to restore them.
+    async fn apply_all(
+        &self,
+        injection: &mut Injection,
+        store: &InjectionStore,
+    ) -> Result<(), ChaosError> {
         let shared_files = self.runtime.name() == "process";
         let restarts = match injection.params {
             Params::CrashLoop { restarts } => restarts,
@@ -363,10 +413,13 @@ impl<R: Runtime> Supervisor<R> {
                     {
                         Ok(None)
                     }
-                    Ok(file) => self
-                        .corrupt_file(&record, &file)
-                        .await
-                        .map(|(done, file)| Some((done, Some(file)))),
+                    Ok(file) => match self.store_intent(store, &applied, &record, &file).await {
+                        Ok(()) => self
+                            .corrupt_file(&record, &file)
+                            .await
+                            .map(|(done, file)| Some((done, Some(file)))),
+                        Err(error) => Err(error),
+                    },
                     Err(error) => Err(error),
                 }
             } else {
@@ -397,6 +450,11 @@ impl<R: Runtime> Supervisor<R> {
             if !applied.files.is_empty() || !applied.targets.is_empty() {
                 let undone = self.undo_effects(&applied).await;
                 info!(kind = kind_name(injection.kind), %undone, %error, "injection failed part way, undid the applied part");
+            }
+            if injection.kind == ChaosKind::CorruptFile
+                && let Err(error) = store.delete(&injection.id).await
+            {
+                error!(injection = %injection.id, %error, "removing the stored intent of a failed injection failed");
             }
             return Err(error);
         }
