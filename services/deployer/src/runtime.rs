@@ -102,13 +102,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = aro_service::shutdown_on_signal();
 
     let specs = load_workloads(&args.workloads, args.runtime)?;
-    let working_dir = std::path::absolute(args.workloads.parent().unwrap_or(Path::new(".")))
-        .with_context(|| {
-            format!(
-                "failed to resolve the directory of the workload file {}",
-                args.workloads.display()
-            )
-        })?;
+    let working_dir = std::path::absolute(directory_of(&args.workloads)).with_context(|| {
+        format!(
+            "failed to resolve the directory of the workload file {}",
+            args.workloads.display()
+        )
+    })?;
     let digests = DigestCache::default();
     let node = args.node.clone().unwrap_or_else(host_name);
 
@@ -345,7 +344,7 @@ async fn resolve_artifacts(
     digests: &DigestCache,
 ) -> anyhow::Result<HashMap<String, Artifact>> {
     let path = std::env::var_os("PATH");
-    let base = file.parent().unwrap_or(Path::new("."));
+    let base = directory_of(file);
     let mut artifacts = HashMap::new();
     for spec in specs {
         let ProgramSpec::Command(command) = &spec.program else {
@@ -505,4 +504,12 @@ fn host_name() -> String {
         .and_then(|name| name.into_string().ok())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Directory that holds `file`: `.` for a bare file name.
+fn directory_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
