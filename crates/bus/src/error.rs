@@ -32,6 +32,8 @@ pub enum Error {
         key: String,
         message: String,
     },
+    #[error("invalid value under key {key}: {message}")]
+    InvalidValue { key: String, message: String },
     #[error("invalid {what} payload: {source}")]
     Decode {
         what: &'static str,

@@ -4,6 +4,7 @@
 mod consume;
 mod error;
 mod injections;
+mod instance_numbers;
 mod publish;
 mod registry;
 pub mod subjects;
@@ -13,6 +14,7 @@ mod trace;
 pub use consume::{Delivery, Disposition, consume};
 pub use error::{Error, Result};
 pub use injections::InjectionStore;
+pub use instance_numbers::InstanceNumbers;
 pub use publish::Bus;
 pub use registry::{Registry, RegistryChange};
 pub use topology::ConsumerSpec;

@@ -31,6 +31,9 @@ pub const INSTANCES_BUCKET: &str = "aro_instances";
 pub const INCIDENTS_BUCKET: &str = "aro_incidents";
 /// Key-value bucket of fault injections, keyed by injection id.
 pub const INJECTIONS_BUCKET: &str = "aro_injections";
+/// Key-value bucket of the number each workload's next fresh instance id takes, keyed by
+/// workload.
+pub const INSTANCE_NUMBERS_BUCKET: &str = "aro_instance_numbers";
 
 /// Subject prefix of every audited event.
 pub const ROOT: &str = "aro";

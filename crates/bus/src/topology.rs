@@ -49,6 +49,7 @@ pub(crate) async fn ensure(jetstream: &jetstream::Context) -> Result<()> {
         (subjects::INSTANCES_BUCKET, 5),
         (subjects::INCIDENTS_BUCKET, 10),
         (subjects::INJECTIONS_BUCKET, 5),
+        (subjects::INSTANCE_NUMBERS_BUCKET, 1),
     ] {
         if jetstream.get_key_value(bucket).await.is_ok() {
             continue;

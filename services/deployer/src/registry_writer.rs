@@ -1,10 +1,11 @@
 //! Registry writes in the order they were decided. Writers queue a write while they hold the
 //! lock under which they changed the fleet, and one task applies the writes one after the
-//! other, so a later state of an instance is never overwritten by an earlier one.
+//! other, so a later state of an instance is never overwritten by an earlier one. The numbers
+//! of fresh instance ids go through the same queue, ahead of the entries that use them.
 
 use std::time::Duration;
 
-use aro_bus::Registry;
+use aro_bus::{InstanceNumbers, Registry};
 use aro_proto::v1::Instance;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, error, info_span, warn};
@@ -12,10 +13,18 @@ use tracing::{Instrument, error, info_span, warn};
 /// How long one write is retried while NATS is unreachable.
 const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The buckets the deployer writes instances to.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub registry: Registry,
+    pub instance_numbers: InstanceNumbers,
+}
+
 #[derive(Debug)]
 enum Operation {
     Put(Box<Instance>),
     Delete { workload: String, instance: String },
+    NextNumber { workload: String, next: u64 },
 }
 
 #[derive(Debug)]
@@ -31,11 +40,11 @@ pub struct RegistryWriter {
 }
 
 impl RegistryWriter {
-    /// Starts the task that applies writes to `registry`; it ends when every handle is
+    /// Starts the task that applies writes to `stores`; it ends when every handle is
     /// dropped.
-    pub fn spawn(registry: Registry) -> Self {
+    pub fn spawn(stores: Stores) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(apply(registry, receiver).instrument(info_span!("deployer.registry_writer")));
+        tokio::spawn(apply(stores, receiver).instrument(info_span!("deployer.registry_writer")));
         Self { queue }
     }
 
@@ -50,6 +59,14 @@ impl RegistryWriter {
         self.queue_write(Operation::Delete {
             workload: workload.to_owned(),
             instance: instance.to_owned(),
+        })
+    }
+
+    /// Queues storing `next` as the number of the next fresh instance of `workload`.
+    pub fn next_number(&self, workload: &str, next: u64) -> PendingWrite {
+        self.queue_write(Operation::NextNumber {
+            workload: workload.to_owned(),
+            next,
         })
     }
 
@@ -75,15 +92,18 @@ impl PendingWrite {
     }
 }
 
-async fn apply(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Write>) {
+async fn apply(stores: Stores, mut receiver: mpsc::UnboundedReceiver<Write>) {
     while let Some(write) = receiver.recv().await {
         let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
         let mut delay = Duration::from_millis(50);
         let stored = loop {
             let result = match &write.operation {
-                Operation::Put(instance) => registry.put(instance).await.map(drop),
+                Operation::Put(instance) => stores.registry.put(instance).await.map(drop),
                 Operation::Delete { workload, instance } => {
-                    registry.delete(workload, instance).await
+                    stores.registry.delete(workload, instance).await
+                }
+                Operation::NextNumber { workload, next } => {
+                    stores.instance_numbers.store(workload, *next).await
                 }
             };
             match result {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aro_bus::{Bus, InjectionStore, Registry};
+use aro_bus::{Bus, InjectionStore, InstanceNumbers, Registry};
 use aro_proto::v1::chaos_server::ChaosServer;
 use aro_proto::v1::deployer_server::DeployerServer;
 use aro_service::{CommonArgs, GrpcServer, humantime_duration, serve_metrics};
@@ -30,6 +30,7 @@ use crate::grpc::{ChaosService, DeployerService};
 use crate::injections;
 use crate::logs::{self, LogSink};
 use crate::metrics::Metrics;
+use crate::registry_writer::Stores;
 use crate::supervisor::{Artifact, Settings, Supervisor};
 
 const SERVICE: &str = "aro-deployer";
@@ -211,7 +212,10 @@ async fn serve<R: Runtime>(
     let supervisor = Arc::new(Supervisor::new(
         runtime,
         bus.clone(),
-        registry,
+        Stores {
+            registry,
+            instance_numbers: InstanceNumbers::open(&bus).await?,
+        },
         Fleet::new(specs),
         artifacts,
         settings,

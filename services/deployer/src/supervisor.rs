@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aro_bus::{Bus, Registry};
+use aro_bus::{Bus, InstanceNumbers, Registry};
 use aro_proto::v1::WorkloadStatus;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use crate::domain::fleet::{Fleet, FleetError, InstanceRecord};
 use crate::domain::workload::{HealthProbe, HealthSpec, WorkloadSpec};
 use crate::executable::DigestCache;
 use crate::metrics::Metrics;
-use crate::registry_writer::{PendingWrite, RegistryWriter};
+use crate::registry_writer::{PendingWrite, RegistryWriter, Stores};
 
 pub use chaos::{Change, ChaosError, ChaosState, InjectRequest, Injected};
 pub use verify::Verification;
@@ -90,6 +90,8 @@ pub struct Supervisor<R> {
     bus: Bus,
     registry: Registry,
     writer: RegistryWriter,
+    /// Where the numbers of fresh instance ids outlive the instances.
+    instance_numbers: InstanceNumbers,
     fleet: Mutex<Fleet>,
     chaos: ChaosState,
     artifacts: HashMap<String, Artifact>,
@@ -112,7 +114,7 @@ impl<R: Runtime> Supervisor<R> {
     pub fn new(
         runtime: R,
         bus: Bus,
-        registry: Registry,
+        stores: Stores,
         fleet: Fleet,
         artifacts: HashMap<String, Artifact>,
         settings: Settings,
@@ -122,8 +124,9 @@ impl<R: Runtime> Supervisor<R> {
         Self {
             runtime,
             bus,
-            writer: RegistryWriter::spawn(registry.clone()),
-            registry,
+            registry: stores.registry.clone(),
+            instance_numbers: stores.instance_numbers.clone(),
+            writer: RegistryWriter::spawn(stores),
             fleet: Mutex::new(fleet),
             chaos: ChaosState::default(),
             artifacts,
@@ -189,12 +192,19 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Removes registry entries left by an earlier run of the deployer, whose processes are
-    /// gone, and makes fresh ids continue after theirs. Returns how many were removed.
+    /// gone, and makes fresh ids continue after every id used before: those of the leftovers
+    /// and the stored next numbers. Returns how many entries were removed.
     ///
     /// # Errors
     ///
-    /// Returns the registry error when the entries cannot be listed.
+    /// Returns the bucket error when the entries or the numbers cannot be read.
     pub async fn remove_leftovers(&self) -> aro_bus::Result<usize> {
+        let workloads: Vec<String> = self.fleet().specs().map(|spec| spec.name.clone()).collect();
+        for workload in workloads {
+            if let Some(next) = self.instance_numbers.next(&workload).await? {
+                self.fleet().reserve_number(&workload, next);
+            }
+        }
         let leftovers = self.registry.list().await?;
         let mut writes = Vec::with_capacity(leftovers.len());
         {
@@ -273,6 +283,10 @@ impl<R: Runtime> Supervisor<R> {
         let (record, launch, health, start_timeout) = {
             let mut fleet = self.fleet();
             let record = fleet.add(workload, slot, port, SystemTime::now())?;
+            if let Some(next) = fleet.next_number(workload) {
+                // Ordered before the instance's own registry entry, so nothing waits on it.
+                drop(self.writer.next_number(workload, next));
+            }
             let spec = fleet.spec(workload).expect("the workload was just found");
             let launch = self.launch_for(&record, spec);
             (record, launch, spec.health.clone(), spec.start_timeout)

@@ -972,6 +972,37 @@ async fn restarted_deployer_removes_leftovers_and_continues_ids() {
 }
 
 #[tokio::test]
+async fn cleanly_stopped_deployer_is_followed_by_new_ids() {
+    let nats = NatsServer::start();
+    let bus = Bus::connect_and_prepare(&nats.url(), "deployer-test")
+        .await
+        .expect("connecting to the test NATS server");
+    let registry = Registry::open(&bus).await.expect("opening the registry");
+    let mut first = Deployer::start(&nats.url(), WEB, &Options::default());
+    eventually("web-1 and web-2 registered", || async {
+        (by_id(&registry).await.len() == 2).then_some(())
+    })
+    .await;
+    first.signal(UnixSignal::SIGTERM);
+    let status = first.wait_exit(WAIT);
+    assert!(status.success(), "the deployer exited with {status}");
+    assert!(
+        by_id(&registry).await.is_empty(),
+        "a clean stop empties the registry"
+    );
+
+    // The exits of web-1 and web-2 are stored under their signal ids; fresh instances that
+    // took those ids again would have their own exits dropped as duplicates.
+    let _second = Deployer::start(&nats.url(), WEB, &Options::default());
+    let ids = eventually("two fresh instances registered", || async {
+        let entries = by_id(&registry).await;
+        (entries.len() == 2).then(|| entries.keys().cloned().collect::<Vec<_>>())
+    })
+    .await;
+    assert_eq!(ids, ["web-3", "web-4"]);
+}
+
+#[tokio::test]
 async fn observe_of_healthy_instance_recovers() {
     let harness = Harness::start(WEB, &Options::default()).await;
     harness.wait_serving("web", 2).await;

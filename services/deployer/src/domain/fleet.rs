@@ -142,17 +142,22 @@ impl Fleet {
 
     /// Makes fresh ids of `workload` start after `instance`, an id used before (by an earlier
     /// run of the deployer), so that a late command for the old instance cannot hit a new one.
-    // NOTE: only ids still in the registry are reserved. A deployer that stopped cleanly left
-    // none, so the next run starts at `<workload>-1` generation 1 again, and its signal and
-    // fault ids repeat stored ones: JetStream's 10-minute duplicate window then drops real exits.
-    // The counter has to outlive the registry entries (a key-value entry of its own).
     pub fn reserve_id(&mut self, workload: &str, instance: &str) {
-        let Some(entry) = self.workloads.get_mut(workload) else {
-            return;
-        };
         if let Some(n) = ids::instance_number(workload, instance) {
-            entry.next_number = entry.next_number.max(n.saturating_add(1));
+            self.reserve_number(workload, n.saturating_add(1));
         }
+    }
+
+    /// Makes fresh ids of `workload` take numbers from `next` on, unless they already do.
+    pub fn reserve_number(&mut self, workload: &str, next: u64) {
+        if let Some(entry) = self.workloads.get_mut(workload) {
+            entry.next_number = entry.next_number.max(next);
+        }
+    }
+
+    /// The number the next fresh instance id of `workload` takes.
+    pub fn next_number(&self, workload: &str) -> Option<u64> {
+        self.workloads.get(workload).map(|entry| entry.next_number)
     }
 
     /// Slots of `workload` that no instance fills.
