@@ -27,7 +27,7 @@ impl InstanceNumbers {
         Ok(Self { store })
     }
 
-    /// The number the next fresh instance of `workload` takes, if one was stored.
+    /// Reads the number the next fresh instance of `workload` takes, if one was stored.
     ///
     /// # Errors
     ///

@@ -40,7 +40,7 @@ pub struct RegistryWriter {
 }
 
 impl RegistryWriter {
-    /// Starts the task that applies writes to `stores`; it ends when every handle is
+    /// Starts the task that applies writes to `stores`. The task ends when every handle is
     /// dropped.
     pub fn spawn(stores: Stores) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
