@@ -11,6 +11,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle};
 
+/// Time the server has to see its last client go after the test is done.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One check of a call's JSON body.
 #[derive(Debug)]
 enum BodyCheck {
@@ -173,7 +176,10 @@ impl Server {
     /// Waits until every client is dropped and fails the test when a call was missing,
     /// unexpected or different from the script. Drop every client, and every value that contains one, first.
     pub(crate) async fn verify(self) {
-        if let Err(error) = self.task.await {
+        let finished = tokio::time::timeout(VERIFY_TIMEOUT, self.task)
+            .await
+            .expect("the mock API server still has a client: drop every client before verify()");
+        if let Err(error) = finished {
             std::panic::resume_unwind(error.into_panic());
         }
     }

@@ -2,11 +2,13 @@ use aro_kube::digest::DigestMismatch;
 use aro_kube::watch::{PodChange, PodTracker};
 use aro_proto::v1::signal::Kind;
 use aro_proto::v1::{Exited, InstanceState, Signal};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 use crate::fixtures::*;
+use crate::scenario::Scenario;
 
 fn typed(pod: Value) -> Pod {
     serde_json::from_value(pod).expect("the pod fixture decodes")
@@ -286,5 +288,45 @@ fn deleted_pod_is_removed() {
             workload: "web".to_owned(),
             instance: pod_name(1)
         }]
+    );
+}
+
+/// The watch lists the opted-in pods, then watches from the listed resourceVersion.
+#[tokio::test]
+async fn pod_watch_selects_opted_in_pods() {
+    let modified = json!({ "type": "MODIFIED", "object": pod(1, false, "501") });
+    let (client, server) = Scenario::new()
+        .get(PODS)
+        .query("labelSelector=aro.io/heal=enabled&limit=500")
+        .reply(200, pod_list(vec![pod(1, true, "100")]))
+        .get(PODS)
+        .query(
+            "watch=true&timeoutSeconds=290&labelSelector=aro.io/heal=enabled\
+             &allowWatchBookmarks=true&resourceVersion=500",
+        )
+        .reply_text(200, &format!("{modified}\n"))
+        .start();
+
+    let mut events = Box::pin(aro_kube::watch::pod_events(client, NAMESPACE));
+    let mut tracker = PodTracker::default();
+    let mut states = Vec::new();
+    while states.len() < 2 {
+        let event = events
+            .next()
+            .await
+            .expect("the watch goes on")
+            .expect("the watch works");
+        for change in tracker.apply(event, now()) {
+            if let PodChange::Observed { instance, .. } = change {
+                states.push(instance.state());
+            }
+        }
+    }
+    drop(events);
+    server.verify().await;
+
+    assert_eq!(
+        states,
+        vec![InstanceState::Serving, InstanceState::Starting]
     );
 }
