@@ -52,17 +52,8 @@ impl Executor {
 
     /// Executes `command` and returns the outcome to publish, or when to try again.
     pub async fn execute(&self, command: &Command) -> Execution {
-        let clock = self.actuator.clock().clone();
-        let mut outcome = Outcome {
-            id: format!("out-{}", command.id),
-            incident_id: command.incident_id.clone(),
-            command_id: command.id.clone(),
-            target: command.target.clone(),
-            action: command.action,
-            attempt: command.attempt,
-            started_at: Some(timestamp(clock.now())),
-            ..Outcome::default()
-        };
+        let mut outcome = outcome_of(command);
+        outcome.started_at = Some(timestamp(self.actuator.clock().now()));
         let target = command.target.clone().unwrap_or_default();
         let action = Action::try_from(command.action).unwrap_or(Action::Unspecified);
         let result = match action {
@@ -320,6 +311,20 @@ impl Executor {
         info!(command = %outcome.command_id, %message, "command not carried out");
         finish(&mut outcome, status, message);
         Execution::Finished(Box::new(outcome))
+    }
+}
+
+/// Creates the outcome of `command` with its ids, target, action and attempt, and no status
+/// yet. Its id, `out-<command id>`, makes JetStream drop a second outcome of the command.
+pub fn outcome_of(command: &Command) -> Outcome {
+    Outcome {
+        id: format!("out-{}", command.id),
+        incident_id: command.incident_id.clone(),
+        command_id: command.id.clone(),
+        target: command.target.clone(),
+        action: command.action,
+        attempt: command.attempt,
+        ..Outcome::default()
     }
 }
 

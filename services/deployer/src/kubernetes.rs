@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aro_bus::{Bus, ConsumerSpec, Delivery, Disposition, subjects};
-use aro_kube::commands::{Execution, Executor};
+use aro_kube::commands::{Execution, Executor, outcome_of};
 use aro_kube::kube;
 use aro_kube::{Actuator, Clock, Settings};
 use aro_proto::v1::{Command, Outcome, OutcomeStatus};
@@ -313,16 +313,8 @@ impl Handler {
 
 /// Builds the FAILED outcome of a command that was still deferred at its last delivery.
 fn gave_up(command: &Command, delivered: i64, reason: &str) -> Outcome {
-    let mut outcome = Outcome {
-        id: format!("out-{}", command.id),
-        incident_id: command.incident_id.clone(),
-        command_id: command.id.clone(),
-        target: command.target.clone(),
-        action: command.action,
-        attempt: command.attempt,
-        message: format!("not carried out after {delivered} deliveries: {reason}"),
-        ..Outcome::default()
-    };
+    let mut outcome = outcome_of(command);
+    outcome.message = format!("not carried out after {delivered} deliveries: {reason}");
     outcome.set_status(OutcomeStatus::Failed);
     outcome
 }

@@ -28,7 +28,7 @@ use aro_bus::{Bus, subjects};
 use aro_deployer::kubernetes::consume_commands;
 use aro_deployer::metrics::Metrics;
 use aro_kube::commands::Executor;
-use aro_proto::v1::{Action, Command, InstanceRef, Outcome, OutcomeStatus};
+use aro_proto::v1::{Action, Outcome, OutcomeStatus};
 use futures::StreamExt;
 use prost::Message;
 use serde_json::json;
@@ -48,23 +48,22 @@ fn blocked_then_evicted() -> Scenario {
         "message": "Cannot evict pod as it would violate the pod's disruption budget.",
         "details": { "retryAfterSeconds": 1 }
     });
-    let pods = || vec![pod(1, true, "100"), pod(2, true, "101")];
-    Scenario::new()
-        .get(&pod_path(&pod_name(1)))
-        .reply(200, pod(1, true, "100"))
-        .renew_lease()
-        .read_deployment()
-        .list_web_pods(pods())
-        .check_lease()
+    // Each delivery reads the pod, renews the lease, reads the Deployment, lists its pods
+    // and reads the lease again before it calls the Eviction API.
+    let until_eviction = |scenario: Scenario| {
+        scenario
+            .get(&pod_path(&pod_name(1)))
+            .reply(200, pod(1, true, "100"))
+            .renew_lease()
+            .read_deployment()
+            .list_web_pods(vec![pod(1, true, "100"), pod(2, true, "101")])
+            .check_lease()
+    };
+    let blocked_delivery = until_eviction(Scenario::new())
         .post(&format!("{}/eviction", pod_path(&pod_name(1))))
         .reply(429, blocked)
-        .event(NAMESPACE, "Warning", "EvictionBlocked", "Pod", &pod_name(1))
-        .get(&pod_path(&pod_name(1)))
-        .reply(200, pod(1, true, "100"))
-        .renew_lease()
-        .read_deployment()
-        .list_web_pods(pods())
-        .check_lease()
+        .event(NAMESPACE, "Warning", "EvictionBlocked", "Pod", &pod_name(1));
+    until_eviction(blocked_delivery)
         .evict_pod(1)
         .event(NAMESPACE, "Normal", "Evicted", "Pod", &pod_name(1))
         .list_web_pods(vec![pod(2, true, "101"), pod(3, true, "110")])
@@ -94,19 +93,7 @@ async fn blocked_restart_is_redelivered_then_recovers() {
         Duration::from_secs(5),
     ));
 
-    let command = Command {
-        id: "cmd-inc-web-p1-a1".to_owned(),
-        incident_id: "inc-web-p1".to_owned(),
-        attempt: 1,
-        target: Some(InstanceRef {
-            workload: "web".to_owned(),
-            instance: pod_name(1),
-            generation: 1,
-            node: "node-a".to_owned(),
-        }),
-        action: Action::Restart.into(),
-        ..Command::default()
-    };
+    let command = command(Action::Restart);
     bus.publish(subjects::command("web"), &command.id, &command)
         .await
         .expect("the command is stored");
@@ -119,7 +106,7 @@ async fn blocked_restart_is_redelivered_then_recovers() {
     shutdown.cancel();
     consumer.await.expect("the consumer stops");
     server.verify().await;
-    assert_eq!(outcome.id, "out-cmd-inc-web-p1-a1");
+    assert_eq!(outcome.id, "out-cmd-inc-web-1-a1");
     assert_eq!(
         outcome.status(),
         OutcomeStatus::Recovered,

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use aro_kube::commands::{Execution, Executor};
-use aro_proto::v1::{Action, Command, InstanceRef, Outcome, OutcomeStatus};
+use aro_proto::v1::{Action, Outcome, OutcomeStatus};
 use kube::Client;
 
 use crate::fixtures::*;
@@ -9,22 +9,6 @@ use crate::scenario::Scenario;
 
 fn executor(client: Client) -> Executor {
     Executor::new(actuator(client), vec![NAMESPACE.to_owned()])
-}
-
-fn command(action: Action) -> Command {
-    Command {
-        id: "cmd-inc-web-1-a1".to_owned(),
-        incident_id: "inc-web-1".to_owned(),
-        attempt: 1,
-        target: Some(InstanceRef {
-            workload: "web".to_owned(),
-            instance: pod_name(1),
-            generation: 1,
-            node: "node-a".to_owned(),
-        }),
-        action: action.into(),
-        ..Command::default()
-    }
 }
 
 fn finished(execution: Execution) -> Outcome {

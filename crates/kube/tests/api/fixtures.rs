@@ -286,6 +286,23 @@ impl Steps for crate::scenario::Scenario {
     }
 }
 
+/// Builds the first command of the incident of pod 1, with `action`.
+pub(crate) fn command(action: aro_proto::v1::Action) -> aro_proto::v1::Command {
+    aro_proto::v1::Command {
+        id: "cmd-inc-web-1-a1".to_owned(),
+        incident_id: "inc-web-1".to_owned(),
+        attempt: 1,
+        target: Some(aro_proto::v1::InstanceRef {
+            workload: "web".to_owned(),
+            instance: pod_name(1),
+            generation: 1,
+            node: "node-a".to_owned(),
+        }),
+        action: action.into(),
+        ..aro_proto::v1::Command::default()
+    }
+}
+
 /// Pod `n` decoded as the code under test receives it.
 pub(crate) fn typed_pod(n: u32, ready: bool, version: &str) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(pod(n, ready, version)).expect("the pod fixture decodes")
