@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::actions::Serving;
 use crate::status::timestamp;
-use crate::{Actuator, Error, pods};
+use crate::{Actuator, Error, LeaseKey, pods};
 
 /// Delay before a command that met a passing API failure is delivered again.
 const API_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -206,7 +206,11 @@ impl Executor {
             .rollback(namespace, deployment, workload)
             .await?;
         outcome.replaced_at = Some(timestamp(self.actuator.clock().now()));
-        let serving = self.actuator.wait_rolled_out(namespace, deployment).await?;
+        let lease = LeaseKey::workload(namespace, workload);
+        let serving = self
+            .actuator
+            .wait_rolled_out(namespace, deployment, &lease)
+            .await?;
         let done = format!(
             "rolled deployment {deployment} back from revision {} to {}",
             rolled_back.from_revision, rolled_back.to_revision

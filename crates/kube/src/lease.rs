@@ -83,6 +83,11 @@ impl Leases {
         }
     }
 
+    /// Returns the lease duration this deployer writes into its leases.
+    pub fn duration(&self) -> std::time::Duration {
+        self.duration
+    }
+
     /// Holder identity this deployer writes into its leases.
     pub fn identity(&self) -> &str {
         &self.identity

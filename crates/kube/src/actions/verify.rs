@@ -3,10 +3,46 @@
 use std::time::Duration;
 
 use kube::ResourceExt;
-use tracing::debug;
+use tokio::time::Instant;
+use tracing::{debug, warn};
 
 use super::{Actuator, PodContext};
 use crate::Result;
+use crate::lease::{LeaseKey, Leases};
+
+/// Keeps a lease renewed while a verification waits, so that no other deployer acts on the
+/// workload before its outcome is known. It renews once half the lease duration has passed
+/// since the action, and stops renewing after a failed renewal.
+struct Renewal<'a> {
+    leases: &'a Leases,
+    key: &'a LeaseKey,
+    renewed_at: Instant,
+    active: bool,
+}
+
+impl<'a> Renewal<'a> {
+    fn new(leases: &'a Leases, key: &'a LeaseKey) -> Self {
+        Self {
+            leases,
+            key,
+            renewed_at: Instant::now(),
+            active: true,
+        }
+    }
+
+    async fn keep(&mut self) {
+        if !self.active || self.renewed_at.elapsed() < self.leases.duration() / 2 {
+            return;
+        }
+        match self.leases.acquire(self.key).await {
+            Ok(()) => self.renewed_at = Instant::now(),
+            Err(error) => {
+                warn!(lease = %self.key, %error, "renewing the lease during verification failed");
+                self.active = false;
+            }
+        }
+    }
+}
 
 /// Serving pods of a workload when its desired replica count was reached, or when time ran
 /// out.
@@ -33,15 +69,14 @@ impl Actuator {
     pub(crate) async fn wait_serving(&self, context: &PodContext) -> Result<Serving> {
         let desired = context.deployment.spec.replicas.unwrap_or(1);
         let desired = u32::try_from(desired).unwrap_or(0);
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let deadline = start + self.settings.verify_timeout;
+        let mut renewal = Renewal::new(&self.leases, &context.lease);
         loop {
             let pods = self.serving_pods(context).await?;
             let serving = u32::try_from(pods.len()).unwrap_or(u32::MAX);
             let after = start.elapsed();
-            if serving >= desired
-                || tokio::time::Instant::now() + self.settings.verify_interval > deadline
-            {
+            if serving >= desired || Instant::now() + self.settings.verify_interval > deadline {
                 return Ok(Serving {
                     desired,
                     serving,
@@ -51,6 +86,7 @@ impl Actuator {
                 });
             }
             debug!(deployment = %context.deployment.name_any(), serving, desired, "waiting for the workload to serve");
+            renewal.keep().await;
             tokio::time::sleep(self.settings.verify_interval).await;
         }
     }
@@ -68,9 +104,11 @@ impl Actuator {
         &self,
         namespace: &str,
         deployment: &str,
+        lease: &LeaseKey,
     ) -> Result<Serving> {
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let deadline = start + self.settings.verify_timeout;
+        let mut renewal = Renewal::new(&self.leases, lease);
         loop {
             let current = self.get_deployment(namespace, deployment).await?;
             let desired = current.spec.replicas.unwrap_or(1);
@@ -80,7 +118,7 @@ impl Actuator {
             let updated = status.updated_replicas.unwrap_or(0);
             let available = status.available_replicas.unwrap_or(0);
             let reached = observed && updated >= desired && available >= desired;
-            if reached || tokio::time::Instant::now() + self.settings.verify_interval > deadline {
+            if reached || Instant::now() + self.settings.verify_interval > deadline {
                 return Ok(Serving {
                     desired: u32::try_from(desired).unwrap_or(0),
                     serving: u32::try_from(available).unwrap_or(0),
@@ -93,6 +131,7 @@ impl Actuator {
                 deployment,
                 updated, available, desired, "waiting for the rollback to roll out"
             );
+            renewal.keep().await;
             tokio::time::sleep(self.settings.verify_interval).await;
         }
     }

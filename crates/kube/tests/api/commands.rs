@@ -237,3 +237,44 @@ async fn lease_held_elsewhere_defers_the_command() {
         other => panic!("expected RetryAfter, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_verification_renews_the_lease() {
+    let mut scenario = Scenario::new()
+        .get(&pod_path(&pod_name(1)))
+        .reply(200, pod(1, true, "100"))
+        .renew_lease()
+        .read_deployment()
+        .list_web_pods(vec![pod(1, true, "100"), pod(2, true, "101")])
+        .check_lease()
+        .evict_pod(1)
+        .event(NAMESPACE, "Normal", "Evicted", "Pod", &pod_name(1));
+    // The looks at 0 s to 15 s find one serving pod. Half the 30 s lease has passed after the
+    // one at 15 s, so the lease is renewed before the look at 16 s finds two.
+    for _ in 0..=15 {
+        scenario = scenario.list_web_pods(vec![pod(2, true, "101")]);
+    }
+    let slow_verification = |client: Client| {
+        let settings = aro_kube::Settings {
+            verify_timeout: Duration::from_secs(30),
+            ..settings()
+        };
+        let actuator = aro_kube::Actuator::new(client, settings, aro_kube::Clock::fixed(now()));
+        Executor::new(actuator, vec![NAMESPACE.to_owned()])
+    };
+    let execution = scenario
+        .renew_lease()
+        .list_web_pods(vec![pod(2, true, "101"), pod(3, true, "110")])
+        .run(slow_verification, async |executor| {
+            executor.execute(&command(Action::Restart)).await
+        })
+        .await;
+
+    let outcome = finished(execution);
+    assert_eq!(
+        outcome.status(),
+        OutcomeStatus::Recovered,
+        "{}",
+        outcome.message
+    );
+}
