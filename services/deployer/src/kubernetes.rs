@@ -30,11 +30,6 @@ const PUBLISH_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Flags of the Kubernetes mode.
 #[derive(clap::Args, Clone, Debug)]
 pub struct KubernetesArgs {
-    /// Execute commands on the opted-in pods of a Kubernetes cluster instead of running the
-    /// workload file's instances; the workload file is not read.
-    #[arg(long = "kube", env = "ARO_KUBE")]
-    pub enabled: bool,
-
     /// Namespaces whose opted-in pods commands act on, separated by commas; a command's pod
     /// is looked for in this order.
     #[arg(
@@ -362,7 +357,6 @@ mod tests {
     fn flags_set_the_action_settings() {
         let flags = Flags::try_parse_from([
             "aro-deployer",
-            "--kube",
             "--kube-namespaces",
             "shop,payments",
             "--kube-lease-duration",
@@ -372,7 +366,6 @@ mod tests {
         ])
         .expect("flags parse");
         let settings = flags.kube.settings("deployer-a");
-        assert!(flags.kube.enabled);
         assert_eq!(flags.kube.namespaces, vec!["shop", "payments"]);
         assert_eq!(settings.identity, "deployer-a");
         assert_eq!(settings.lease_duration, Duration::from_secs(15));

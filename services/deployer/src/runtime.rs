@@ -39,9 +39,10 @@ const SERVICE: &str = "aro-deployer";
 #[derive(Debug, Parser)]
 #[command(name = "aro-deployer", version, about)]
 pub struct Args {
-    /// Workload file (TOML) declaring the workloads to run.
+    /// Workload file (TOML) declaring the workloads to run. Required by the process and
+    /// docker runtimes; the kubernetes runtime acts on the cluster's opted-in pods instead.
     #[arg(long, env = "ARO_WORKLOADS")]
-    pub workloads: PathBuf,
+    pub workloads: Option<PathBuf>,
 
     /// Address of the gRPC server (Deployer and Chaos services, health, reflection).
     #[arg(long, env = "ARO_DEPLOYER_GRPC_ADDR", default_value = "127.0.0.1:7403")]
@@ -72,10 +73,14 @@ pub struct Args {
     #[arg(long, env = "ARO_NODE")]
     pub node: Option<String>,
 
-    /// Runtime of the instances: `process` (local child processes, workloads with `command`)
-    /// or `docker` (containers of the local Docker engine, workloads with `image`).
+    /// Runtime of the instances: `process` (local child processes, workloads with `command`),
+    /// `docker` (containers of the local Docker engine, workloads with `image`) or
+    /// `kubernetes` (the opted-in pods of the cluster, see the --kube-* flags).
     #[arg(long, env = "ARO_RUNTIME", default_value = "process", value_parser = parse_runtime)]
-    pub runtime: RuntimeKind,
+    pub runtime: RuntimeArg,
+
+    #[command(flatten)]
+    pub kube: crate::kubernetes::KubernetesArgs,
 
     /// Docker network the containers join (docker runtime); created, labelled
     /// io.aro.managed=true, when it does not exist.
@@ -102,11 +107,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _telemetry = aro_service::Telemetry::init(SERVICE, &args.common)?;
     let shutdown = aro_service::shutdown_on_signal();
 
-    let specs = load_workloads(&args.workloads, args.runtime)?;
-    let working_dir = std::path::absolute(directory_of(&args.workloads)).with_context(|| {
+    let runtime_kind = match args.runtime {
+        RuntimeArg::Kubernetes => {
+            return crate::kubernetes::serve(&args.common, &args.kube, args.grpc_addr, shutdown)
+                .await;
+        }
+        RuntimeArg::Workloads(kind) => kind,
+    };
+    let Some(workloads) = args.workloads.clone() else {
+        anyhow::bail!(
+            "missing --workloads (ARO_WORKLOADS): the {} runtime runs the workloads of a workload file",
+            runtime_kind.name()
+        );
+    };
+    let specs = load_workloads(&workloads, runtime_kind)?;
+    let working_dir = std::path::absolute(directory_of(&workloads)).with_context(|| {
         format!(
             "failed to resolve the directory of the workload file {}",
-            args.workloads.display()
+            workloads.display()
         )
     })?;
     let digests = DigestCache::default();
@@ -145,9 +163,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         injection_store,
         recovered,
     };
-    match args.runtime {
+    match runtime_kind {
         RuntimeKind::Process => {
-            let artifacts = resolve_artifacts(&args.workloads, &specs, &digests).await?;
+            let artifacts = resolve_artifacts(&workloads, &specs, &digests).await?;
             let runtime = ProcessRuntime::new(log_sink, digests);
             serve(&args, runtime, specs, artifacts, wiring).await
         }
@@ -161,7 +179,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if removed > 0 {
                 info!(removed, replica = %owner, "removed containers of an earlier run");
             }
-            let artifacts = resolve_images(&args.workloads, &specs, &engine).await?;
+            let artifacts = resolve_images(&workloads, &specs, &engine).await?;
             let runtime = DockerRuntime::new(engine, log_sink);
             serve(&args, runtime, specs, artifacts, wiring).await
         }
@@ -308,12 +326,22 @@ async fn serve<R: Runtime>(
     }
 }
 
-fn parse_runtime(value: &str) -> Result<RuntimeKind, String> {
+/// Value of `--runtime`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeArg {
+    /// Instances of the workload file, on this machine.
+    Workloads(RuntimeKind),
+    /// The opted-in pods of a Kubernetes cluster.
+    Kubernetes,
+}
+
+fn parse_runtime(value: &str) -> Result<RuntimeArg, String> {
     match value {
-        "process" => Ok(RuntimeKind::Process),
-        "docker" => Ok(RuntimeKind::Docker),
+        "process" => Ok(RuntimeArg::Workloads(RuntimeKind::Process)),
+        "docker" => Ok(RuntimeArg::Workloads(RuntimeKind::Docker)),
+        "kubernetes" => Ok(RuntimeArg::Kubernetes),
         other => Err(format!(
-            "{other:?} is not a runtime: expected process or docker"
+            "{other:?} is not a runtime: expected process, docker or kubernetes"
         )),
     }
 }

@@ -190,6 +190,16 @@ pub enum RuntimeKind {
     Docker,
 }
 
+impl RuntimeKind {
+    /// Name as `--runtime` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Docker => "docker",
+        }
+    }
+}
+
 /// Lowest memory limit the Docker engine accepts.
 pub const MIN_CONTAINER_MEMORY_LIMIT: u64 = 6 << 20;
 
