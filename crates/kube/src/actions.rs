@@ -1,7 +1,8 @@
-//! Recovery actions on pods, Deployments and nodes. Each acquires the lease of what it acts
+//! Recovery actions and fault injections on pods, Deployments and nodes. Each acquires the lease of what it acts
 //! on, re-reads the lease (and, for a pod, the workload's ready pods) right before the
 //! destructive call, and records a Kubernetes Event on the object it changed.
 
+pub mod chaos;
 mod cordon;
 mod evict;
 mod isolate;

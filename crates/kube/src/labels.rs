@@ -22,6 +22,14 @@ pub const QUARANTINED_WORKLOAD: &str = "aro.io/quarantined-workload";
 /// Annotation with the labels removed on isolation, as a JSON object, for inspection.
 pub const QUARANTINED_LABELS: &str = "aro.io/quarantined-labels";
 
+/// Label on every object the deployer creates, such as a partition's NetworkPolicy.
+pub const MANAGED: &str = "io.aro.managed";
+/// Label with the id of the fault injection that created an object.
+pub const INJECTION: &str = "aro.io/injection";
+/// Label with the id of the fault injection that partitions a pod; the injection's
+/// NetworkPolicy selects the pods that carry it.
+pub const PARTITIONED: &str = "aro.io/partitioned";
+
 /// Deployment and ReplicaSet annotation with the rollout revision, set by the Deployment
 /// controller.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -38,4 +46,14 @@ pub fn opt_in_selector() -> String {
 /// Label selector of the isolated pods.
 pub fn quarantined_selector() -> String {
     format!("{QUARANTINED}=true")
+}
+
+/// Label selector of the partitioned pods.
+pub fn partitioned_selector() -> String {
+    PARTITIONED.to_owned()
+}
+
+/// Label selector of the objects that fault injections created.
+pub fn injection_selector() -> String {
+    format!("{MANAGED}=true,{INJECTION}")
 }

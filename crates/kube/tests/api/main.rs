@@ -1,6 +1,7 @@
 //! Tests of the Kubernetes runtime against a scripted mock API server.
 
 mod actions;
+mod chaos;
 mod commands;
 mod fixtures;
 mod lease;
