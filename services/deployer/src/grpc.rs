@@ -17,10 +17,11 @@ use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::backend::Runtime;
+use crate::chaos::{self, Change, ChaosError, ChaosRuntime, InjectRequest};
 use crate::domain::chaos::selection::{BlastRadius, Selector};
 use crate::domain::chaos::{Injection, ListFilter};
 use crate::injections;
-use crate::supervisor::{Change, ChaosError, InjectRequest, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// `aro.v1.Deployer`.
 #[derive(Debug)]
@@ -47,18 +48,18 @@ impl<R: Runtime> Deployer for DeployerService<R> {
     }
 }
 
-/// `aro.v1.Chaos`. Every call fails unless chaos was enabled at start-up.
+/// `aro.v1.Chaos` on any runtime. Every call fails unless chaos was enabled at start-up.
 #[derive(Debug)]
-pub struct ChaosService<R> {
-    supervisor: Arc<Supervisor<R>>,
+pub struct ChaosService<C> {
+    runtime: Arc<C>,
     enabled: bool,
     node: String,
 }
 
-impl<R> ChaosService<R> {
-    pub fn new(supervisor: Arc<Supervisor<R>>, enabled: bool, node: String) -> Self {
+impl<C> ChaosService<C> {
+    pub fn new(runtime: Arc<C>, enabled: bool, node: String) -> Self {
         Self {
-            supervisor,
+            runtime,
             enabled,
             node,
         }
@@ -144,15 +145,15 @@ fn inject_request(request: InjectFaultRequest) -> Result<InjectRequest, Status> 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchFaultsResponse, Status>> + Send>>;
 
 /// State of one watch: responses ready to send, then the changes still to come.
-struct Watch<R> {
-    supervisor: Arc<Supervisor<R>>,
+struct Watch<C> {
+    runtime: Arc<C>,
     node: String,
     workload: String,
     ready: VecDeque<WatchFaultsResponse>,
     changes: broadcast::Receiver<Change>,
 }
 
-impl<R: Runtime> Watch<R> {
+impl<C: ChaosRuntime> Watch<C> {
     fn response(&self, phase: &str, injection: &Injection, message: String) -> WatchFaultsResponse {
         WatchFaultsResponse {
             phase: phase.to_owned(),
@@ -185,10 +186,10 @@ impl<R: Runtime> Watch<R> {
             if let Some(response) = self.ready.pop_front() {
                 return Some((Ok(response), self));
             }
-            let supervisor = Arc::clone(&self.supervisor);
+            let runtime = Arc::clone(&self.runtime);
             let received = tokio::select! {
                 received = self.changes.recv() => received,
-                () = supervisor.stopping() => return None,
+                () = runtime.chaos().stopping() => return None,
             };
             match received {
                 Ok(change) if self.wanted(&change.injection) => {
@@ -199,10 +200,13 @@ impl<R: Runtime> Watch<R> {
                 // The watcher fell behind and changes were dropped: it gets the active set
                 // again, so it misses no injection that is still active.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let active = self.supervisor.list_faults(&ListFilter {
-                        active_only: true,
-                        workload: String::new(),
-                    });
+                    let active = chaos::list_faults(
+                        self.runtime.chaos(),
+                        &ListFilter {
+                            active_only: true,
+                            workload: String::new(),
+                        },
+                    );
                     self.queue_snapshot(&active);
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -212,14 +216,16 @@ impl<R: Runtime> Watch<R> {
 }
 
 #[tonic::async_trait]
-impl<R: Runtime> Chaos for ChaosService<R> {
+impl<C: ChaosRuntime> Chaos for ChaosService<C> {
     async fn inject_fault(
         &self,
         request: Request<InjectFaultRequest>,
     ) -> Result<Response<InjectFaultResponse>, Status> {
         self.ensure_enabled()?;
         let request = inject_request(request.into_inner())?;
-        let injected = self.supervisor.inject(request).await.map_err(status)?;
+        let injected = chaos::inject(&*self.runtime, request)
+            .await
+            .map_err(status)?;
         let mut injection = self.to_proto(&injected.injection);
         if injected.dry_run {
             injection.state = InjectionState::Unspecified as i32;
@@ -236,10 +242,8 @@ impl<R: Runtime> Chaos for ChaosService<R> {
         request: Request<GetFaultRequest>,
     ) -> Result<Response<GetFaultResponse>, Status> {
         self.ensure_enabled()?;
-        let injection = self
-            .supervisor
-            .get_fault(&request.into_inner().id)
-            .map_err(status)?;
+        let injection =
+            chaos::get_fault(self.runtime.chaos(), &request.into_inner().id).map_err(status)?;
         Ok(Response::new(GetFaultResponse {
             injection: Some(self.to_proto(&injection)),
         }))
@@ -255,9 +259,7 @@ impl<R: Runtime> Chaos for ChaosService<R> {
             active_only: request.active_only,
             workload: request.workload,
         };
-        let injections = self
-            .supervisor
-            .list_faults(&filter)
+        let injections = chaos::list_faults(self.runtime.chaos(), &filter)
             .iter()
             .map(|injection| self.to_proto(injection))
             .collect();
@@ -269,9 +271,7 @@ impl<R: Runtime> Chaos for ChaosService<R> {
         request: Request<CancelFaultRequest>,
     ) -> Result<Response<CancelFaultResponse>, Status> {
         self.ensure_enabled()?;
-        let injection = self
-            .supervisor
-            .cancel_fault(&request.into_inner().id)
+        let injection = chaos::cancel_fault(&*self.runtime, &request.into_inner().id)
             .await
             .map_err(status)?;
         Ok(Response::new(CancelFaultResponse {
@@ -284,7 +284,7 @@ impl<R: Runtime> Chaos for ChaosService<R> {
         _request: Request<HaltAllRequest>,
     ) -> Result<Response<HaltAllResponse>, Status> {
         self.ensure_enabled()?;
-        let halted = self.supervisor.halt_all().await;
+        let halted = chaos::halt_all(&*self.runtime).await;
         Ok(Response::new(HaltAllResponse { halted }))
     }
 
@@ -295,9 +295,9 @@ impl<R: Runtime> Chaos for ChaosService<R> {
         request: Request<WatchFaultsRequest>,
     ) -> Result<Response<Self::WatchFaultsStream>, Status> {
         self.ensure_enabled()?;
-        let (active, changes) = self.supervisor.watch_faults();
+        let (active, changes) = chaos::watch_faults(self.runtime.chaos());
         let mut watch = Watch {
-            supervisor: Arc::clone(&self.supervisor),
+            runtime: Arc::clone(&self.runtime),
             node: self.node.clone(),
             workload: request.into_inner().workload,
             ready: VecDeque::new(),

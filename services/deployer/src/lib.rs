@@ -2,6 +2,7 @@
 //! commands, verifies them and publishes their outcomes, and serves the fault-injection API.
 
 pub mod backend;
+pub mod chaos;
 pub mod checksum_file;
 pub mod command_consumer;
 pub mod convert;

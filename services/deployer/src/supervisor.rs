@@ -29,7 +29,7 @@ use crate::executable::DigestCache;
 use crate::metrics::Metrics;
 use crate::registry_writer::{PendingWrite, RegistryWriter, Stores};
 
-pub use chaos::{Change, ChaosError, ChaosState, InjectRequest, Injected};
+pub use crate::chaos::{Change, ChaosError, ChaosState, InjectRequest, Injected};
 pub use verify::Verification;
 
 /// Settings of the supervisor.
@@ -121,6 +121,13 @@ impl<R: Runtime> Supervisor<R> {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.observe_fleet(&fleet);
+        let stopping = CancellationToken::new();
+        let chaos = ChaosState::new(
+            bus.clone(),
+            Arc::clone(&metrics),
+            settings.node.clone(),
+            stopping.clone(),
+        );
         Self {
             runtime,
             bus,
@@ -128,7 +135,7 @@ impl<R: Runtime> Supervisor<R> {
             instance_numbers: stores.instance_numbers.clone(),
             writer: RegistryWriter::spawn(stores),
             fleet: Mutex::new(fleet),
-            chaos: ChaosState::default(),
+            chaos,
             artifacts,
             digests: DigestCache::default(),
             command_locks: Mutex::default(),
@@ -136,7 +143,7 @@ impl<R: Runtime> Supervisor<R> {
             settings,
             metrics,
             tasks: TaskTracker::new(),
-            stopping: CancellationToken::new(),
+            stopping,
         }
     }
 

@@ -1,302 +1,43 @@
-//! Fault injection: kills, hangs, partitions, crash loops, corrupted files and the faults a
-//! workload produces through its own chaos hooks, on purpose. Every injection is stored in
-//! the injections bucket while it lasts and every change is published as a chaos event.
+//! Fault injection on the process and container runtimes: kills, hangs, partitions, crash
+//! loops, corrupted files and the faults a workload produces through its own chaos hooks.
+//! The Chaos API itself is served by [`crate::chaos`].
 
 mod effects;
 mod lifecycle;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::MutexGuard;
 
 use aro_bus::InjectionStore;
 use aro_proto::v1::ChaosKind;
-use tokio::sync::broadcast;
 use tracing::{error, info};
 
 use super::Supervisor;
-use crate::backend::{self, Runtime};
-use crate::domain::chaos::selection::{
-    self, BlastRadius, Candidate, SelectionError, Selector, WorkloadView,
+use crate::backend::Runtime;
+use crate::chaos::{
+    ChaosError, ChaosRuntime, ChaosState, FleetView, TargetStatuses, kind_name, target_names,
 };
-use crate::domain::chaos::{
-    self, ChaosBook, CorruptedFile, Injection, Params, State, Target, TargetStatus,
-};
+use crate::domain::chaos::selection::Candidate;
+use crate::domain::chaos::{ChaosBook, CorruptedFile, Injection, Params, Target, TargetStatus};
 use crate::domain::corruption;
 use crate::domain::fleet::State as InstanceState;
 
-pub use lifecycle::Change;
-
-/// Changes a watcher may fall behind by before it is sent the active set again.
-const WATCH_BUFFER: usize = 1024;
-
-/// Fault-injection state of the supervisor.
-#[derive(Debug)]
-pub struct ChaosState {
-    book: Mutex<ChaosBook>,
-    /// Serialises injections and the changes that end them, so that two requests with one
-    /// idempotency key inject once and an injection ends once.
-    serial: tokio::sync::Mutex<()>,
-    /// Set once the injections of earlier runs were recovered.
-    store: OnceLock<InjectionStore>,
-    changes: broadcast::Sender<Change>,
-    run_id: String,
-}
-
-impl Default for ChaosState {
-    fn default() -> Self {
-        Self {
-            book: Mutex::default(),
-            serial: tokio::sync::Mutex::new(()),
-            store: OnceLock::new(),
-            changes: broadcast::channel(WATCH_BUFFER).0,
-            run_id: format!("run-{:016x}", rand::random::<u64>()),
-        }
-    }
-}
-
-/// A request to inject one fault.
-#[derive(Clone, Debug)]
-pub struct InjectRequest {
-    /// Raw `ChaosKind` value.
-    pub kind: i32,
-    pub selector: Selector,
-    pub blast_radius: BlastRadius,
-    /// As given; defaults are filled in per kind.
-    pub params: Params,
-    /// Undo the fault after this long.
-    pub duration: Option<Duration>,
-    pub idempotency_key: String,
-    pub dry_run: bool,
-    pub allow_last_replica: bool,
-}
-
-/// Result of an injection request.
-#[derive(Clone, Debug)]
-pub struct Injected {
-    /// For a dry run: the injection that would be made, never recorded.
-    pub injection: Injection,
-    pub dry_run: bool,
-    /// True when an earlier request with the same idempotency key made the injection.
-    pub replayed: bool,
-}
-
-/// Reasons an injection was not made or changed.
-#[derive(Debug, thiserror::Error)]
-pub enum ChaosError {
-    #[error("invalid {field}: {message}")]
-    InvalidArgument {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("the injections of earlier deployer runs are still being recovered; retry shortly")]
-    Unavailable,
-    #[error("injecting the fault failed: {0}")]
-    Runtime(#[source] backend::Error),
-    #[error("injecting the fault failed: {0}")]
-    Internal(String),
-}
-
-impl From<SelectionError> for ChaosError {
-    fn from(error: SelectionError) -> Self {
-        match error {
-            SelectionError::Invalid { field, message } => Self::InvalidArgument { field, message },
-            SelectionError::NotFound(message) => Self::NotFound(message),
-            SelectionError::FailedPrecondition(message) => Self::FailedPrecondition(message),
-        }
-    }
-}
-
-pub(super) fn kind_name(kind: ChaosKind) -> &'static str {
-    let name = kind.as_str_name();
-    name.strip_prefix("CHAOS_KIND_").unwrap_or(name)
-}
-
-/// Checks the kind of a request.
-fn parse_kind(kind: i32) -> Result<ChaosKind, ChaosError> {
-    match ChaosKind::try_from(kind) {
-        Ok(ChaosKind::Unspecified) => Err(ChaosError::InvalidArgument {
-            field: "kind",
-            message: "the kind is required: KILL, HANG, CRASH_LOOP, CORRUPT_FILE, LOG_STORM, \
-                      STOP_HEARTBEATS, GROW_MEMORY, CORRUPT_DATA or PARTITION"
-                .to_owned(),
-        }),
-        Ok(kind) => Ok(kind),
-        Err(_) => Err(ChaosError::InvalidArgument {
-            field: "kind",
-            message: format!("unknown kind value {kind}"),
-        }),
-    }
-}
-
-/// Checks the parts of a request that need no fleet: kind, parameters, duration and key.
-fn validate(request: &InjectRequest) -> Result<(ChaosKind, Params), ChaosError> {
-    let kind = parse_kind(request.kind)?;
-    let params = chaos::resolve_params(kind, request.params.clone())
-        .map_err(|(field, message)| ChaosError::InvalidArgument { field, message })?;
-    if let Some(duration) = request.duration.filter(|d| !d.is_zero())
-        && !chaos::revertible(kind)
-    {
-        return Err(ChaosError::InvalidArgument {
-            field: "duration",
-            message: format!(
-                "{duration:?} given, but a {} has nothing to undo; leave the duration unset",
-                kind_name(kind)
-            ),
-        });
-    }
-    if request.idempotency_key.len() > chaos::MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(ChaosError::InvalidArgument {
-            field: "idempotency_key",
-            message: format!(
-                "{} bytes long, at most {} are allowed",
-                request.idempotency_key.len(),
-                chaos::MAX_IDEMPOTENCY_KEY_LEN
-            ),
-        });
-    }
-    Ok((kind, params))
-}
-
-impl<R: Runtime> Supervisor<R> {
-    pub(super) fn chaos_book(&self) -> MutexGuard<'_, ChaosBook> {
-        self.chaos.book.lock().expect("chaos book lock poisoned")
+impl<R: Runtime> ChaosRuntime for Supervisor<R> {
+    fn chaos(&self) -> &ChaosState {
+        &self.chaos
     }
 
-    fn injection_store(&self) -> Result<&InjectionStore, ChaosError> {
-        self.chaos.store.get().ok_or(ChaosError::Unavailable)
+    fn runtime_name(&self) -> &str {
+        self.runtime.name()
     }
 
-    /// Injects a fault into the instances the request selects, or, for a dry run, returns
-    /// them and changes nothing. Repeating a request with the same idempotency key returns
-    /// the first injection.
-    ///
-    /// # Errors
-    ///
-    /// Rejects an invalid kind, parameter, duration or key, and a selector that matches
-    /// nothing or names an unknown or stopped instance. Without `allow_last_replica`, rejects
-    /// a request that would hit the last serving instance of a workload. Fails a file
-    /// corruption of a workload without the declared file, and a hook fault of a program
-    /// without the chaos hooks.
-    pub async fn inject(&self, request: InjectRequest) -> Result<Injected, ChaosError> {
-        let (kind, params) = validate(&request)?;
-        let _serial = self.chaos.serial.lock().await;
-        if !request.dry_run && !request.idempotency_key.is_empty() {
-            let existing = self.chaos_book().by_key(&request.idempotency_key).cloned();
-            if let Some(injection) = existing {
-                return Ok(Injected {
-                    injection,
-                    dry_run: false,
-                    replayed: true,
-                });
-            }
-        }
-        let store = if request.dry_run {
-            None
-        } else {
-            Some(self.injection_store()?.clone())
-        };
-        let targets = self.select_targets(&request)?;
-        if let Params::CorruptFile { path } = &params {
-            self.check_declared_files(&targets, path)?;
-        }
-        let mut injection = Injection {
-            id: format!("inj-{:016x}", rand::random::<u64>()),
-            kind,
-            params,
-            targets: targets
-                .iter()
-                .map(|candidate| Target {
-                    workload: candidate.workload.clone(),
-                    instance: candidate.instance.clone(),
-                    generation: candidate.generation,
-                    active: false,
-                    remaining: 0,
-                    message: String::new(),
-                })
-                .collect(),
-            injected_at: SystemTime::now(),
-            expires_at: None,
-            state: State::Active,
-            ended_at: None,
-            message: String::new(),
-            idempotency_key: request.idempotency_key.clone(),
-            files: Vec::new(),
-            run_id: self.chaos.run_id.clone(),
-            runtime: self.runtime.name().to_owned(),
-        };
-        let Some(store) = store else {
-            injection.id.clear();
-            injection.idempotency_key.clear();
-            injection.message = format!(
-                "dry run: would inject {} into {}",
-                kind_name(kind),
-                target_names(&injection.targets)
-            );
-            return Ok(Injected {
-                injection,
-                dry_run: true,
-                replayed: false,
-            });
-        };
-
-        self.apply_all(&mut injection, &store).await?;
-        injection.expires_at = request
-            .duration
-            .filter(|d| !d.is_zero())
-            .map(|d| injection.injected_at + d);
-        injection.start();
-        if !injection.is_active() {
-            injection.message.push_str("; nothing to undo");
-        }
-        if let Err(error) = store
-            .put(&crate::injections::to_record(
-                &injection,
-                &self.settings.node,
-            ))
-            .await
-        {
-            let undone = self.undo_effects(&injection).await;
-            return Err(ChaosError::Internal(format!(
-                "storing injection {} failed, so it was undone ({undone}): {error}",
-                injection.id
-            )));
-        }
-        info!(
-            injection = %injection.id,
-            kind = kind_name(kind),
-            targets = %target_names(&injection.targets),
-            expires_at = ?injection.expires_at,
-            "fault injected"
-        );
-        let targets = injection.targets.clone();
-        let message = injection.message.clone();
-        self.commit(&injection, Some("injected"), &targets, &message, false)
-            .await;
-        Ok(Injected {
-            injection,
-            dry_run: false,
-            replayed: false,
-        })
-    }
-
-    /// Finds the instances a request hits, applying the selector, the blast radius and the
-    /// last-replica guard.
-    fn select_targets(&self, request: &InjectRequest) -> Result<Vec<Candidate>, ChaosError> {
+    async fn fleet_view(&self) -> Result<FleetView, ChaosError> {
         let fleet = self.fleet();
-        let specs: Vec<_> = fleet.specs().cloned().collect();
-        let workloads: Vec<WorkloadView<'_>> = specs
-            .iter()
-            .map(|spec| WorkloadView {
-                name: &spec.name,
-                labels: &spec.labels,
-            })
+        let workloads: Vec<(String, BTreeMap<String, String>)> = fleet
+            .specs()
+            .map(|spec| (spec.name.clone(), spec.labels.clone()))
             .collect();
-        let candidates: Vec<Candidate> = fleet
+        let candidates = fleet
             .instances()
             .map(|record| Candidate {
                 workload: record.workload.clone(),
@@ -310,13 +51,45 @@ impl<R: Runtime> Supervisor<R> {
                 state: record.state.as_str(),
             })
             .collect();
-        drop(fleet);
-        let matching = selection::matching(&request.selector, &workloads, &candidates)?;
-        let targets = selection::pick(matching, request.blast_radius, &mut rand::rng())?;
-        if !request.allow_last_replica {
-            selection::keep_last_replica(&targets, &candidates)?;
+        Ok(FleetView {
+            workloads,
+            candidates,
+            instance_labels: HashMap::new(),
+        })
+    }
+
+    fn check(
+        &self,
+        _kind: ChaosKind,
+        params: &Params,
+        targets: &[Candidate],
+    ) -> Result<(), ChaosError> {
+        if let Params::CorruptFile { path } = params {
+            self.check_declared_files(targets, path)?;
         }
-        Ok(targets)
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        injection: &mut Injection,
+        store: &InjectionStore,
+    ) -> Result<(), ChaosError> {
+        self.apply_all(injection, store).await
+    }
+
+    async fn undo(&self, injection: &Injection) -> String {
+        self.undo_effects(injection).await
+    }
+
+    async fn target_statuses(&self) -> TargetStatuses {
+        self.statuses()
+    }
+}
+
+impl<R: Runtime> Supervisor<R> {
+    pub(super) fn chaos_book(&self) -> MutexGuard<'_, ChaosBook> {
+        self.chaos.book()
     }
 
     /// Stores `applied` with the corruption about to be made to `path` of `record`, read
@@ -478,7 +251,7 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     /// Status of every instance of the fleet.
-    fn target_statuses(&self) -> HashMap<(String, String), TargetStatus> {
+    fn statuses(&self) -> TargetStatuses {
         let fleet = self.fleet();
         fleet
             .instances()
@@ -496,26 +269,6 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     fn target_status(&self, workload: &str, instance: &str) -> TargetStatus {
-        lookup(&self.target_statuses(), workload, instance)
+        crate::chaos::lookup(&self.statuses(), workload, instance)
     }
-}
-
-fn lookup(
-    statuses: &HashMap<(String, String), TargetStatus>,
-    workload: &str,
-    instance: &str,
-) -> TargetStatus {
-    statuses
-        .get(&(workload.to_owned(), instance.to_owned()))
-        .copied()
-        .unwrap_or(TargetStatus::Gone)
-}
-
-/// Instance names of `targets` for messages: "web-1 g1, web-2 g3".
-fn target_names(targets: &[Target]) -> String {
-    let names: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{} generation {}", t.instance, t.generation))
-        .collect();
-    names.join(", ")
 }
