@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Actuator;
 use crate::error::is_status;
@@ -67,6 +67,19 @@ pub struct Cleaned {
 impl Actuator {
     fn network_policies(&self, namespace: &str) -> Api<NetworkPolicy> {
         Api::namespaced(self.client(), namespace)
+    }
+
+    /// Lists the opted-in pods of `namespace`, among which fault injections select.
+    ///
+    /// # Errors
+    ///
+    /// Returns the API error of the listing.
+    pub async fn opted_in_pods(&self, namespace: &str) -> Result<Vec<Pod>> {
+        let params = ListParams::default().labels(&labels::opt_in_selector());
+        let listed = self.pods(namespace).list(&params).await.map_err(|source| {
+            Error::api("list", format!("opted-in pods in {namespace}"), source)
+        })?;
+        Ok(listed.items)
     }
 
     /// Acquires the lease of `pod`'s workload and checks it again, right before the
@@ -160,7 +173,7 @@ impl Actuator {
                     source,
                 );
                 if let Err(undo) = self.unlabel(&namespace, &name).await {
-                    tracing::warn!(%namespace, pod = %name, error = %undo, "removing the partition label failed");
+                    warn!(%namespace, pod = %name, error = %undo, "removing the partition label failed");
                 }
                 return Err(error);
             }

@@ -5,39 +5,33 @@ use crate::fixtures::*;
 use crate::scenario::Scenario;
 
 const INJECTION: &str = "inj-00000000000000a1";
-const POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+const INJECTION_POLICY: &str = "aro-partition-inj-00000000000000a1";
 
-fn policy_path(injection: &str) -> String {
-    format!("{POLICIES}/aro-partition-{injection}")
+trait Inject {
+    /// Runs the scenario while pod `n` is killed by [`INJECTION`].
+    async fn kill_with(self, n: u32) -> aro_kube::Result<()>;
+    /// Runs the scenario while pod `n` is partitioned by [`INJECTION`].
+    async fn partition_with(self, n: u32) -> aro_kube::Result<()>;
 }
 
-/// Builds the NetworkPolicy that partitions the pods of `injection`: it selects them by their
-/// partition label and, with both policy types and no rule, allows no traffic.
-fn partition_policy(injection: &str) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": format!("aro-partition-{injection}"),
-            "namespace": NAMESPACE,
-            "labels": { "io.aro.managed": "true", "aro.io/injection": injection },
-        },
-        "spec": {
-            "podSelector": { "matchLabels": { "aro.io/partitioned": injection } },
-            "policyTypes": ["Ingress", "Egress"],
-        },
-    })
-}
+impl Inject for Scenario {
+    async fn kill_with(self, n: u32) -> aro_kube::Result<()> {
+        self.run(actuator, async |actuator| {
+            actuator
+                .kill_pod(&typed_pod(n, true, "100"), INJECTION)
+                .await
+        })
+        .await
+    }
 
-fn partition_label(value: Value) -> Value {
-    json!({ "metadata": { "labels": { "aro.io/partitioned": value } } })
-}
-
-/// Builds pod `n` of `web` carrying the partition label of `injection`.
-fn partitioned_pod(n: u32, injection: &str) -> Value {
-    let mut pod = pod(n, true, "120");
-    pod["metadata"]["labels"]["aro.io/partitioned"] = json!(injection);
-    pod
+    async fn partition_with(self, n: u32) -> aro_kube::Result<()> {
+        self.run(actuator, async |actuator| {
+            actuator
+                .partition_pod(&typed_pod(n, true, "100"), INJECTION)
+                .await
+        })
+        .await
+    }
 }
 
 #[tokio::test]
@@ -49,11 +43,7 @@ async fn kill_deletes_the_pod_at_once() {
         .body_contains(json!({ "gracePeriodSeconds": 0 }))
         .reply(200, pod(1, true, "130"))
         .event(NAMESPACE, "Warning", "FaultInjected", "Pod", &pod_name(1))
-        .run(actuator, async |actuator| {
-            actuator
-                .kill_pod(&typed_pod(1, true, "100"), INJECTION)
-                .await
-        })
+        .kill_with(1)
         .await;
 
     assert!(killed.is_ok(), "the pod is deleted: {killed:?}");
@@ -65,11 +55,7 @@ async fn lost_lease_stops_kill_before_the_delete() {
         .renew_lease()
         .get(LEASE)
         .reply(200, lease("deployer-b", "2026-12-04T19:00:00.000000Z"))
-        .run(actuator, async |actuator| {
-            actuator
-                .kill_pod(&typed_pod(1, true, "100"), INJECTION)
-                .await
-        })
+        .kill_with(1)
         .await;
 
     match killed {
@@ -88,11 +74,7 @@ async fn lease_held_elsewhere_stops_partition() {
     let partitioned = Scenario::new()
         .get(LEASE)
         .reply(200, lease("deployer-b", "2026-12-04T18:59:50.000000Z"))
-        .run(actuator, async |actuator| {
-            actuator
-                .partition_pod(&typed_pod(1, true, "100"), INJECTION)
-                .await
-        })
+        .partition_with(1)
         .await;
 
     assert!(
@@ -104,20 +86,12 @@ async fn lease_held_elsewhere_stops_partition() {
 #[tokio::test]
 async fn partition_labels_the_pod_and_denies_its_traffic() {
     let partitioned = Scenario::new()
-        .renew_lease()
-        .check_lease()
-        .patch(&pod_path(&pod_name(1)))
-        .body(partition_label(json!(INJECTION)))
-        .reply(200, partitioned_pod(1, INJECTION))
+        .label_partitioned(1, INJECTION)
         .post(POLICIES)
         .body(partition_policy(INJECTION))
         .echo(201)
         .event(NAMESPACE, "Warning", "FaultInjected", "Pod", &pod_name(1))
-        .run(actuator, async |actuator| {
-            actuator
-                .partition_pod(&typed_pod(1, true, "100"), INJECTION)
-                .await
-        })
+        .partition_with(1)
         .await;
 
     assert!(
@@ -129,22 +103,14 @@ async fn partition_labels_the_pod_and_denies_its_traffic() {
 #[tokio::test]
 async fn partition_of_a_second_pod_reuses_the_policy() {
     let partitioned = Scenario::new()
-        .renew_lease()
-        .check_lease()
-        .patch(&pod_path(&pod_name(2)))
-        .body(partition_label(json!(INJECTION)))
-        .reply(200, partitioned_pod(2, INJECTION))
+        .label_partitioned(2, INJECTION)
         .post(POLICIES)
         .reply(
             409,
             status(409, "AlreadyExists", "networkpolicy already exists"),
         )
         .event(NAMESPACE, "Warning", "FaultInjected", "Pod", &pod_name(2))
-        .run(actuator, async |actuator| {
-            actuator
-                .partition_pod(&typed_pod(2, true, "101"), INJECTION)
-                .await
-        })
+        .partition_with(2)
         .await;
 
     assert!(
@@ -156,11 +122,7 @@ async fn partition_of_a_second_pod_reuses_the_policy() {
 #[tokio::test]
 async fn failed_policy_removes_the_label_again() {
     let partitioned = Scenario::new()
-        .renew_lease()
-        .check_lease()
-        .patch(&pod_path(&pod_name(1)))
-        .body(partition_label(json!(INJECTION)))
-        .reply(200, partitioned_pod(1, INJECTION))
+        .label_partitioned(1, INJECTION)
         .post(POLICIES)
         .reply(
             403,
@@ -169,11 +131,7 @@ async fn failed_policy_removes_the_label_again() {
         .patch(&pod_path(&pod_name(1)))
         .body(partition_label(Value::Null))
         .reply(200, pod(1, true, "121"))
-        .run(actuator, async |actuator| {
-            actuator
-                .partition_pod(&typed_pod(1, true, "100"), INJECTION)
-                .await
-        })
+        .partition_with(1)
         .await;
 
     let error = partitioned.expect_err("the policy was not created");
@@ -188,12 +146,8 @@ async fn failed_policy_removes_the_label_again() {
 #[tokio::test]
 async fn partition_undo_removes_label_and_policy() {
     let undone = Scenario::new()
-        .patch(&pod_path(&pod_name(1)))
-        .body(partition_label(Value::Null))
-        .reply(200, pod(1, true, "121"))
-        .event(NAMESPACE, "Normal", "FaultReverted", "Pod", &pod_name(1))
-        .delete(&policy_path(INJECTION))
-        .reply(200, partition_policy(INJECTION))
+        .reconnect(1)
+        .delete_policy(INJECTION)
         .run(actuator, async |actuator| {
             actuator
                 .reconnect_pod(NAMESPACE, &pod_name(1), INJECTION)
@@ -210,7 +164,7 @@ async fn partition_undo_of_gone_objects_succeeds() {
     let undone = Scenario::new()
         .patch(&pod_path(&pod_name(1)))
         .reply(404, not_found("pods \"web-5d8f7c9b4-p1\""))
-        .delete(&policy_path(INJECTION))
+        .delete(&format!("{POLICIES}/{INJECTION_POLICY}"))
         .reply(404, not_found("networkpolicies \"aro-partition\""))
         .run(actuator, async |actuator| {
             actuator
@@ -242,15 +196,11 @@ async fn cleanup_removes_leftover_partitions_only() {
                 partitioned_pod(2, INJECTION),
             ]),
         )
-        .patch(&pod_path(&pod_name(1)))
-        .body(partition_label(Value::Null))
-        .reply(200, pod(1, true, "121"))
-        .event(NAMESPACE, "Normal", "FaultReverted", "Pod", &pod_name(1))
+        .reconnect(1)
         .get(POLICIES)
         .query("labelSelector=io.aro.managed=true,aro.io/injection")
         .reply(200, policy_list)
-        .delete(&policy_path(LEFTOVER))
-        .reply(200, partition_policy(LEFTOVER))
+        .delete_policy(LEFTOVER)
         .run(actuator, async |actuator| {
             actuator
                 .clean_partitions(NAMESPACE, |injection| injection == INJECTION)

@@ -23,6 +23,7 @@ pub(crate) const REPLICA_SETS: &str = "/apis/apps/v1/namespaces/shop/replicasets
 pub(crate) const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/aro-web";
 pub(crate) const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases";
 pub(crate) const SELECTOR: &str = "labelSelector=app=web";
+pub(crate) const POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 
 pub(crate) fn now() -> Timestamp {
     NOW.parse().expect("NOW is RFC 3339")
@@ -212,6 +213,36 @@ pub(crate) fn conflict() -> Value {
     )
 }
 
+/// Builds the NetworkPolicy that partitions the pods of `injection`: it selects them by their
+/// partition label and, with both policy types and no rule, allows no traffic.
+pub(crate) fn partition_policy(injection: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": format!("aro-partition-{injection}"),
+            "namespace": NAMESPACE,
+            "labels": { "io.aro.managed": "true", "aro.io/injection": injection },
+        },
+        "spec": {
+            "podSelector": { "matchLabels": { "aro.io/partitioned": injection } },
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    })
+}
+
+/// Builds the merge patch that sets the partition label to `value`, or removes it for null.
+pub(crate) fn partition_label(value: Value) -> Value {
+    json!({ "metadata": { "labels": { "aro.io/partitioned": value } } })
+}
+
+/// Builds pod `n` of `web` carrying the partition label of `injection`.
+pub(crate) fn partitioned_pod(n: u32, injection: &str) -> Value {
+    let mut pod = pod(n, true, "120");
+    pod["metadata"]["labels"]["aro.io/partitioned"] = json!(injection);
+    pod
+}
+
 /// Steps that several scenarios share.
 pub(crate) trait Steps {
     /// Expects this deployer's lease on `web` to be read and renewed.
@@ -228,6 +259,13 @@ pub(crate) trait Steps {
     -> Self;
     /// Expects the Eviction API to be called for pod `n`.
     fn evict_pod(self, n: u32) -> Self;
+    /// Expects the lease of `web` to be renewed and checked, then pod `n` to be labelled as
+    /// partitioned by `injection`.
+    fn label_partitioned(self, n: u32, injection: &str) -> Self;
+    /// Expects pod `n` to lose its partition label, and a `FaultReverted` Event on it.
+    fn reconnect(self, n: u32) -> Self;
+    /// Expects the NetworkPolicy of `injection` to be deleted.
+    fn delete_policy(self, injection: &str) -> Self;
 }
 
 impl Steps for crate::scenario::Scenario {
@@ -283,6 +321,26 @@ impl Steps for crate::scenario::Scenario {
                 201,
                 json!({ "apiVersion": "v1", "kind": "Status", "status": "Success", "code": 201 }),
             )
+    }
+
+    fn label_partitioned(self, n: u32, injection: &str) -> Self {
+        self.renew_lease()
+            .check_lease()
+            .patch(&pod_path(&pod_name(n)))
+            .body(partition_label(json!(injection)))
+            .reply(200, partitioned_pod(n, injection))
+    }
+
+    fn reconnect(self, n: u32) -> Self {
+        self.patch(&pod_path(&pod_name(n)))
+            .body(partition_label(Value::Null))
+            .reply(200, pod(n, true, "121"))
+            .event(NAMESPACE, "Normal", "FaultReverted", "Pod", &pod_name(n))
+    }
+
+    fn delete_policy(self, injection: &str) -> Self {
+        self.delete(&format!("{POLICIES}/aro-partition-{injection}"))
+            .reply(200, partition_policy(injection))
     }
 }
 
