@@ -5,7 +5,7 @@
 
 mod lifecycle;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -97,6 +97,8 @@ pub struct ChaosState {
     node: String,
     /// Cancelled when the deployer stops; ends watches and the reconciliation.
     stopping: CancellationToken,
+    /// Ids the next injections take, in order, before random ones.
+    preset_ids: Mutex<VecDeque<String>>,
 }
 
 impl ChaosState {
@@ -112,7 +114,28 @@ impl ChaosState {
             metrics,
             node,
             stopping,
+            preset_ids: Mutex::default(),
         }
+    }
+
+    /// Makes the next injections take `ids`, in order, before random ones, so that a test can
+    /// script the API calls that name an injection.
+    #[must_use]
+    pub fn with_ids(self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.preset_ids
+            .lock()
+            .expect("preset ids lock poisoned")
+            .extend(ids);
+        self
+    }
+
+    fn next_id(&self) -> String {
+        let preset = self
+            .preset_ids
+            .lock()
+            .expect("preset ids lock poisoned")
+            .pop_front();
+        preset.unwrap_or_else(|| format!("inj-{:016x}", rand::random::<u64>()))
     }
 
     /// Locks the book of injections.
@@ -279,7 +302,7 @@ pub async fn inject<C: ChaosRuntime>(
     let targets = select_targets(&view, &request)?;
     runtime.check(kind, &params, &targets)?;
     let mut injection = Injection {
-        id: format!("inj-{:016x}", rand::random::<u64>()),
+        id: String::new(),
         kind,
         params,
         targets: targets
@@ -304,7 +327,6 @@ pub async fn inject<C: ChaosRuntime>(
         runtime: runtime.runtime_name().to_owned(),
     };
     let Some(store) = store else {
-        injection.id.clear();
         injection.idempotency_key.clear();
         injection.message = format!(
             "dry run: would inject {} into {}",
@@ -318,6 +340,7 @@ pub async fn inject<C: ChaosRuntime>(
         });
     };
 
+    injection.id = state.next_id();
     runtime.apply(&mut injection, &store).await?;
     injection.expires_at = request
         .duration

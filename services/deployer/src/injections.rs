@@ -350,7 +350,10 @@ async fn close_leftover(injection: &mut Injection, now: SystemTime) {
             target.instance, target.generation
         );
     }
-    if injection.kind != ChaosKind::CorruptFile {
+    if injection.runtime == crate::kubernetes::chaos::RUNTIME {
+        // Pods outlive the deployer: its partitions were removed before this runs.
+        sentences = vec!["the restarted deployer removed its partitions".to_owned()];
+    } else if injection.kind != ChaosKind::CorruptFile {
         sentences.push("its instances ended with the deployer run that made it".to_owned());
     }
     let state = if expired {

@@ -1,16 +1,20 @@
 //! The Kubernetes mode of the deployer: commands from the bus are executed on the pods and
 //! Deployments of a cluster through `aro-kube`, and their outcomes are published. A reaper
-//! deletes isolated pods whose retention has ended.
+//! deletes isolated pods whose retention has ended. With chaos enabled, the Chaos API kills
+//! and partitions pods.
+
+pub mod chaos;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aro_bus::{Bus, ConsumerSpec, Delivery, Disposition, subjects};
+use aro_bus::{Bus, ConsumerSpec, Delivery, Disposition, InjectionStore, subjects};
 use aro_kube::commands::{Execution, Executor, outcome_of};
 use aro_kube::kube;
 use aro_kube::{Actuator, Clock, Settings};
+use aro_proto::v1::chaos_server::ChaosServer;
 use aro_proto::v1::{Command, Outcome, OutcomeStatus};
 use aro_service::{CommonArgs, GrpcServer, humantime_duration, serve_metrics};
 use tokio_util::sync::CancellationToken;
@@ -18,8 +22,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::chaos::ChaosState;
 use crate::command_consumer::{DURABLE, outcome_workload};
+use crate::domain::chaos::State;
+use crate::grpc::ChaosService;
+use crate::injections;
 use crate::metrics::{CommandLabels, Metrics};
+use chaos::KubeChaos;
 
 /// Interval of the "still working" acknowledgements while a command is verified.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -115,9 +124,48 @@ pub async fn client() -> anyhow::Result<kube::Client> {
 const DEFAULT_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9403);
 
+/// gRPC settings of the Kubernetes mode.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub grpc_addr: SocketAddr,
+    /// Serve the Chaos service; without it every Chaos call fails with FAILED_PRECONDITION.
+    pub enable_chaos: bool,
+    /// Node name reported in the injections' targets.
+    pub node: String,
+}
+
+/// Opens fault injection on the opted-in pods of `namespaces`. First removes the partitions
+/// that an earlier deployer run left, and closes and publishes that run's injections in the
+/// bucket. Then ends injections whose duration ran out, on `tasks`, until the stopping token
+/// of `state` is cancelled.
+///
+/// # Errors
+///
+/// Returns an error when the leftover partitions cannot be listed or removed, or the
+/// injections bucket is unavailable.
+pub async fn start_chaos(
+    bus: &Bus,
+    actuator: Actuator,
+    namespaces: Vec<String>,
+    state: ChaosState,
+    tasks: &TaskTracker,
+) -> anyhow::Result<Arc<KubeChaos>> {
+    let node = state.node().to_owned();
+    let runtime = Arc::new(KubeChaos::new(actuator, namespaces, state));
+    runtime
+        .clean_leftovers()
+        .await
+        .context("removing the partitions of an earlier deployer run failed")?;
+    let store = InjectionStore::open(bus).await?;
+    let recovered = injections::recover(bus, &store, &node).await?;
+    crate::chaos::adopt(&runtime, store, recovered, tasks);
+    Ok(runtime)
+}
+
 /// Runs the deployer's Kubernetes mode until `shutdown` is cancelled: serves metrics and gRPC
-/// health and reflection on `grpc_addr`, consumes commands and executes each on the cluster,
-/// and runs the reaper. The replica name is the lease holder identity, so give each deployer
+/// health, reflection and the Chaos service on `options.grpc_addr`, consumes commands and
+/// executes each on the cluster, and runs the reaper. Active injections are undone when it
+/// stops. The replica name is the lease holder identity, so give each deployer
 /// replica its own (`ARO_REPLICA`, for example the pod name). Commands still running at the end
 /// of the shutdown grace are not acknowledged, so JetStream delivers them again.
 ///
@@ -128,10 +176,11 @@ const DEFAULT_METRICS_ADDR: SocketAddr =
 pub async fn serve(
     common: &CommonArgs,
     args: &KubernetesArgs,
-    grpc_addr: SocketAddr,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     args.validate()?;
+    let grpc_addr = options.grpc_addr;
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut metrics_registry));
     let metrics_addr = common.metrics_addr.unwrap_or(DEFAULT_METRICS_ADDR);
@@ -157,7 +206,27 @@ pub async fn serve(
         args.reap_interval,
         shutdown.clone(),
     ));
-    let (router, _health) = GrpcServer::router();
+    let chaos_stopping = CancellationToken::new();
+    let state = ChaosState::new(
+        bus.clone(),
+        Arc::clone(&metrics),
+        options.node.clone(),
+        chaos_stopping.clone(),
+    );
+    let chaos_runtime =
+        start_chaos(&bus, actuator.clone(), namespaces.clone(), state, &tasks).await?;
+    let (router, health) = GrpcServer::router();
+    let router = router.add_service(ChaosServer::new(ChaosService::new(
+        Arc::clone(&chaos_runtime),
+        options.enable_chaos,
+        options.node,
+    )));
+    health
+        .set_serving::<ChaosServer<ChaosService<KubeChaos>>>()
+        .await;
+    if !options.enable_chaos {
+        info!("fault injection disabled; start with --enable-chaos to use the Chaos service");
+    }
     let grpc = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -178,6 +247,8 @@ pub async fn serve(
     .await;
     // The reaper stops at the cancellation; a round in progress finishes first.
     shutdown.cancel();
+    chaos_stopping.cancel();
+    crate::chaos::end_all(&*chaos_runtime, State::Reverted, "the deployer stopped").await;
     tasks.close();
     tasks.wait().await;
     let served = grpc.await.context("gRPC server task failed")?;

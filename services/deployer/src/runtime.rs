@@ -109,8 +109,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let runtime_kind = match args.runtime {
         RuntimeArg::Kubernetes => {
-            return crate::kubernetes::serve(&args.common, &args.kube, args.grpc_addr, shutdown)
-                .await;
+            let options = crate::kubernetes::ServeOptions {
+                grpc_addr: args.grpc_addr,
+                enable_chaos: args.enable_chaos,
+                node: args.node.clone().unwrap_or_else(host_name),
+            };
+            return crate::kubernetes::serve(&args.common, &args.kube, options, shutdown).await;
         }
         RuntimeArg::Workloads(kind) => kind,
     };
@@ -273,7 +277,9 @@ async fn serve<R: Runtime>(
     health
         .set_serving::<DeployerServer<DeployerService<R>>>()
         .await;
-    health.set_serving::<ChaosServer<ChaosService<R>>>().await;
+    health
+        .set_serving::<ChaosServer<ChaosService<Supervisor<R>>>>()
+        .await;
     if !args.enable_chaos {
         info!("fault injection disabled; start with --enable-chaos to use the Chaos service");
     }
