@@ -142,6 +142,7 @@ async fn blocked_restart_is_redelivered_then_recovers() {
 /// Ids the test's injections take, in order.
 const FIRST: &str = "inj-k8s-first";
 const SECOND: &str = "inj-k8s-second";
+const THIRD: &str = "inj-k8s-third";
 
 fn empty_list(kind: &str) -> serde_json::Value {
     json!({ "kind": kind, "metadata": { "resourceVersion": "1" }, "items": [] })
@@ -266,10 +267,20 @@ fn chaos_calls() -> Scenario {
         .partition(2, SECOND)
         .reconnect(2)
         .delete_policy(SECOND)
+        // A kill of pod 1, which has nothing to undo.
+        .list_opted_in(both_ready())
+        .get(&pod_path(&pod_name(1)))
+        .reply(200, pod(1, true, "100"))
+        .renew_lease()
+        .check_lease()
+        .delete(&pod_path(&pod_name(1)))
+        .body_contains(json!({ "gracePeriodSeconds": 0 }))
+        .reply(200, pod(1, true, "130"))
+        .event(NAMESPACE, "Warning", "FaultInjected", "Pod", &pod_name(1))
 }
 
 #[tokio::test]
-async fn chaos_api_partitions_pods_on_kubernetes() {
+async fn chaos_api_kills_and_partitions_pods() {
     let nats = NatsServer::start();
     let bus = connect(&nats, "kubernetes-chaos-test").await;
     let mut chaos_events = bus
@@ -278,7 +289,7 @@ async fn chaos_api_partitions_pods_on_kubernetes() {
         .await
         .expect("subscribing to chaos events works");
     let (client, server) = chaos_calls().start();
-    let started = Started::new(&bus, client, &[FIRST, SECOND]).await;
+    let started = Started::new(&bus, client, &[FIRST, SECOND, THIRD]).await;
     let service = ChaosService::new(Arc::clone(&started.runtime), true, "node-a".to_owned());
     let mut watch = service
         .watch_faults(Request::new(WatchFaultsRequest::default()))
@@ -355,14 +366,31 @@ async fn chaos_api_partitions_pods_on_kubernetes() {
         Some(FIRST.to_owned())
     );
 
-    let cancelled = service
-        .inject_fault(Request::new(request(ChaosKind::Partition, 2)))
+    let keyed = || InjectFaultRequest {
+        idempotency_key: "partition-pod-2".to_owned(),
+        ..request(ChaosKind::Partition, 2)
+    };
+    let first = service
+        .inject_fault(Request::new(keyed()))
         .await
         .expect("pod 2 is partitioned")
-        .into_inner()
-        .injection
-        .expect("the injection is returned");
-    assert_eq!(cancelled.id, SECOND);
+        .into_inner();
+    assert!(!first.replayed);
+    assert_eq!(
+        first.injection.map(|injection| injection.id),
+        Some(SECOND.to_owned())
+    );
+    // The repeated request makes no API call: the script has none for it.
+    let repeated = service
+        .inject_fault(Request::new(keyed()))
+        .await
+        .expect("the repeated request succeeds")
+        .into_inner();
+    assert!(repeated.replayed);
+    assert_eq!(
+        repeated.injection.map(|injection| injection.id),
+        Some(SECOND.to_owned())
+    );
     let cancelled = service
         .cancel_fault(Request::new(CancelFaultRequest {
             id: SECOND.to_owned(),
@@ -373,6 +401,15 @@ async fn chaos_api_partitions_pods_on_kubernetes() {
         .injection
         .expect("the injection is returned");
     assert_eq!(cancelled.state(), InjectionState::Cancelled);
+    let killed = service
+        .inject_fault(Request::new(request(ChaosKind::Kill, 1)))
+        .await
+        .expect("pod 1 is killed")
+        .into_inner()
+        .injection
+        .expect("the injection is returned");
+    assert_eq!(killed.id, THIRD);
+    assert_eq!(killed.state(), InjectionState::Completed);
     let listed = service
         .list_faults(Request::new(ListFaultsRequest {
             active_only: true,
