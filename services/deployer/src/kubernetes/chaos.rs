@@ -277,9 +277,10 @@ impl ChaosRuntime for KubeChaos {
         }
     }
 
-    /// Reports every active target as current. NOTE: a pod that the engine replaced during
-    /// a partition is not noticed, so the injection stays active until it expires, is
-    /// cancelled or halted; its undo then finds the pod gone, which needs nothing.
+    /// Reports every active target as current, without an API call.
+    /// NOTE: a pod that the engine replaced during a partition is not noticed. The injection
+    /// stays active until it expires or is cancelled or halted, and its undo then finds the pod
+    /// gone, which needs nothing.
     async fn target_statuses(&self) -> TargetStatuses {
         self.chaos
             .book()
