@@ -176,6 +176,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         RuntimeKind::Docker => {
             let owner = docker_owner(&args);
             let engine = Engine::connect(&args.docker_network, &owner).await?;
+            // Images first: a deployer that stops on a missing image leaves no network behind.
+            let artifacts = resolve_images(&workloads, &specs, &engine).await?;
             if engine.ensure_network().await? {
                 info!(network = %args.docker_network, "created the project network");
             }
@@ -183,7 +185,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if removed > 0 {
                 info!(removed, replica = %owner, "removed containers of an earlier run");
             }
-            let artifacts = resolve_images(&workloads, &specs, &engine).await?;
             let runtime = DockerRuntime::new(engine, log_sink);
             serve(&args, runtime, specs, artifacts, wiring).await
         }
@@ -382,7 +383,14 @@ async fn resolve_artifacts(
     digests: &DigestCache,
 ) -> anyhow::Result<HashMap<String, Artifact>> {
     let path = std::env::var_os("PATH");
-    let base = directory_of(file);
+    // Absolute, because the detector checks declared files by absolute path and a restarted
+    // deployer restores them from any working directory.
+    let base = std::path::absolute(directory_of(file)).with_context(|| {
+        format!(
+            "failed to resolve the directory of the workload file {}",
+            file.display()
+        )
+    })?;
     let mut artifacts = HashMap::new();
     for spec in specs {
         let ProgramSpec::Command(command) = &spec.program else {
