@@ -77,10 +77,14 @@ fn text_line(event: &AuditEvent) -> String {
         ),
         AuditEvent::Chaos(c) => format!(
             "{} chaos    {:<28} {:<24} {}",
-            at(c.injected_at.as_ref()),
+            at(c.at.as_ref().or(c.injected_at.as_ref())),
             c.id,
             c.kind().as_str_name(),
-            instance_name(c.targets.first())
+            c.targets
+                .iter()
+                .map(|target| instance_name(Some(target)))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         AuditEvent::Signal(s) => format!(
             "{} signal   {:<28} {:<24} {}",

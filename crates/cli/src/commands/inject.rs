@@ -211,7 +211,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner();
     let injection = response.injection.context("no injection returned")?;
     if response.dry_run {
-        println!("dry run, nothing changed: {}", injection.message);
+        println!("{}, nothing changed", injection.message);
     } else if response.replayed {
         println!(
             "{} (made earlier with this idempotency key)",
