@@ -104,7 +104,7 @@ nats_server=$(readlink -f .venv/bin/nats-server)
 
 begin "building the binaries ($profile profile)"
 "$cargo" build "${cargo_flags[@]}" --workspace --bins
-bin=target/$profile
+bin=${CARGO_TARGET_DIR:-target}/$profile
 binaries=(aro aro-detector aro-brain aro-deployer aro-sample-workload)
 for binary in "${binaries[@]}"; do
     [ -x "$bin/$binary" ] || fail "cargo did not produce $bin/$binary"
