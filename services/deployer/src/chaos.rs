@@ -242,7 +242,15 @@ fn validate(request: &InjectRequest) -> Result<(ChaosKind, Params), ChaosError> 
     let kind = parse_kind(request.kind)?;
     let params = chaos::resolve_params(kind, request.params.clone())
         .map_err(|(field, message)| ChaosError::InvalidArgument { field, message })?;
-    if let Some(duration) = request.duration.filter(|d| !d.is_zero())
+    if request.duration.is_some_and(|d| d.is_zero()) {
+        return Err(ChaosError::InvalidArgument {
+            field: "duration",
+            message: "0s given: give a positive duration, or leave it unset to keep the fault \
+                      until it is cancelled"
+                .to_owned(),
+        });
+    }
+    if let Some(duration) = request.duration
         && !chaos::revertible(kind)
     {
         return Err(ChaosError::InvalidArgument {
@@ -286,6 +294,18 @@ pub async fn inject<C: ChaosRuntime>(
     if !request.dry_run && !request.idempotency_key.is_empty() {
         let existing = state.book().by_key(&request.idempotency_key).cloned();
         if let Some(injection) = existing {
+            if injection.kind != kind {
+                return Err(ChaosError::InvalidArgument {
+                    field: "idempotency_key",
+                    message: format!(
+                        "{:?} already made {} as a {}, not a {}: use a new key",
+                        request.idempotency_key,
+                        injection.id,
+                        kind_name(injection.kind),
+                        kind_name(kind)
+                    ),
+                });
+            }
             return Ok(Injected {
                 injection,
                 dry_run: false,
@@ -342,10 +362,7 @@ pub async fn inject<C: ChaosRuntime>(
 
     injection.id = state.next_id();
     runtime.apply(&mut injection, &store).await?;
-    injection.expires_at = request
-        .duration
-        .filter(|d| !d.is_zero())
-        .map(|d| injection.injected_at + d);
+    injection.expires_at = request.duration.map(|d| injection.injected_at + d);
     injection.start();
     if !injection.is_active() {
         injection.message.push_str("; nothing to undo");

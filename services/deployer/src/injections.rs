@@ -338,6 +338,8 @@ async fn close_leftover(injection: &mut Injection, now: SystemTime) {
     // with its container.
     let mut sentences = if injection.runtime == "process" || injection.runtime.is_empty() {
         restore_host_files(&injection.id, &injection.files).await
+    } else if injection.files.is_empty() {
+        Vec::new()
     } else {
         vec![format!(
             "the corrupted files lived in {} instances, which ended with the earlier run",

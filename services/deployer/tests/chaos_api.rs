@@ -565,6 +565,21 @@ async fn idempotency_key_survives_a_deployer_restart() {
     let again = inject(&mut chaos_first, keyed.clone()).await;
     assert!(again.replayed);
     assert_eq!(again.injection.as_ref().map(|i| &i.id), Some(&made.id));
+    let error = chaos_first
+        .inject_fault(InjectFaultRequest {
+            kind: ChaosKind::Kill as i32,
+            ..keyed.clone()
+        })
+        .await
+        .expect_err("the key already made a hang");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error
+            .message()
+            .starts_with("invalid idempotency_key: \"hang-web-once\""),
+        "{}",
+        error.message()
+    );
     assert_eq!(
         chaos_first
             .list_faults(ListFaultsRequest::default())
@@ -659,6 +674,21 @@ async fn duration_undoes_a_hang() {
         error.message()
     );
     assert!(is_alive(web[1].pid));
+
+    let error = chaos
+        .inject_fault(InjectFaultRequest {
+            duration: Some(prost_types::Duration::default()),
+            ..request(ChaosKind::Hang, selector("web", &["web-2"]))
+        })
+        .await
+        .expect_err("a zero duration would never undo the hang");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("invalid duration: 0s"),
+        "{}",
+        error.message()
+    );
+    assert!(!is_stopped(web[1].pid));
 }
 
 #[tokio::test]
