@@ -35,6 +35,16 @@ enum Command {
     Health(commands::health::Args),
 }
 
+impl Command {
+    /// Returns true for commands that only print what they read from a running engine.
+    fn prints_listing(&self) -> bool {
+        matches!(
+            self,
+            Self::Status(_) | Self::Inject(_) | Self::Faults(_) | Self::Audit(_)
+        )
+    }
+}
+
 /// Returns a gRPC endpoint URI for an address given as `host:port` or as a full URL.
 pub(crate) fn endpoint(address: &str) -> String {
     if address.contains("://") {
@@ -46,6 +56,11 @@ pub(crate) fn endpoint(address: &str) -> String {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.command.prints_listing() {
+        // A listing piped into `head` ends quietly when the reader goes, as other Unix tools
+        // do. Commands that run child processes keep SIGPIPE ignored.
+        sigpipe::reset();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
