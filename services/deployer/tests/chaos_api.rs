@@ -9,7 +9,6 @@
 mod docker_fixture;
 mod support;
 
-use std::future::Future;
 use std::time::Duration;
 
 use aro_bus::async_nats::Subscriber;
@@ -29,8 +28,7 @@ use tonic::{Code, Streaming};
 
 use support::deployer::{Deployer, Options};
 use support::nats_server::NatsServer;
-
-const WAIT: Duration = Duration::from_secs(20);
+use support::poll::{WAIT, eventually, is_alive, is_stopped, wait_stopped};
 
 /// Three replicas labelled as the front tier and one labelled as the back tier, each a shell
 /// loop whose exec check passes at once, so instances serve as soon as they start.
@@ -180,47 +178,6 @@ async fn chaos(deployer: &Deployer) -> ChaosClient<Channel> {
     })
     .await;
     ChaosClient::new(channel)
-}
-
-/// Polls `check` until it returns a value, for at most [`WAIT`].
-async fn eventually<T, F, Fut>(description: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {description}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Scheduler state of a process (`R`, `S`, `T`, ...), or `None` when it does not exist.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
-fn is_stopped(pid: u32) -> bool {
-    process_state(pid) == Some('T')
-}
-
-fn is_alive(pid: u32) -> bool {
-    process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
-}
-
-/// Waits until the process is stopped (SIGSTOP), or running again when `stopped` is false.
-async fn wait_stopped(pid: u32, stopped: bool) {
-    eventually(&format!("process {pid} stopped: {stopped}"), || async {
-        (is_stopped(pid) == stopped).then_some(())
-    })
-    .await;
 }
 
 fn selector(workload: &str, instances: &[&str]) -> Option<TargetSelector> {
@@ -1056,10 +1013,13 @@ async fn docker_faults_expire_and_close_after_a_restart() {
         on_network(&scope.state(&web_1).await.1).then_some(())
     })
     .await;
-    assert_eq!(
-        get(&mut chaos_first, &partition.id).await.state(),
-        InjectionState::Expired
-    );
+    // The deployer records the expiry right after it reconnected the container.
+    eventually("the partition recorded as expired", || {
+        let mut chaos = chaos_first.clone();
+        let id = partition.id.clone();
+        async move { (get(&mut chaos, &id).await.state() == InjectionState::Expired).then_some(()) }
+    })
+    .await;
 
     // A hang pauses the container until it is cancelled.
     let hang = inject(

@@ -5,7 +5,6 @@ mod chaos_kinds;
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aro_bus::async_nats::{self, Subscriber};
@@ -26,8 +25,7 @@ use tonic::transport::Channel;
 
 use support::deployer::{Deployer, Options};
 use support::nats_server::NatsServer;
-
-const WAIT: Duration = Duration::from_secs(20);
+use support::poll::{WAIT, eventually, is_alive, process_state, wait_stopped};
 
 /// Two replicas of Python's HTTP file server: an off-the-shelf program with an HTTP check.
 const WEB: &str = r#"
@@ -183,29 +181,6 @@ fn reference_of(command: &Command) -> &InstanceRef {
         .expect("test commands have a target")
 }
 
-/// Polls `check` until it returns a value.
-///
-/// # Panics
-///
-/// Panics naming `description` when nothing came within [`WAIT`].
-async fn eventually<T, F, Fut>(description: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {description}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Next message on `subscriber`, decoded.
 async fn next<M: Message + Default>(subscriber: &mut Subscriber) -> M {
     let message = tokio::time::timeout(WAIT, subscriber.next())
@@ -292,28 +267,6 @@ async fn halt_all(chaos: &mut ChaosClient<Channel>) -> u32 {
         .expect("halting")
         .into_inner()
         .halted
-}
-
-/// Scheduler state of a process (`R`, `S`, `T`, `Z`…), or `None` when it does not exist.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = stat.rsplit_once(") ")?.1;
-    after_name.chars().next()
-}
-
-/// Waits until the process is stopped (`T`), or running again when `stopped` is false.
-/// Signals take effect once the process is scheduled, shortly after `kill` returns.
-async fn wait_state(pid: u32, stopped: bool) {
-    let description = format!("process {pid} stopped: {stopped}");
-    eventually(&description, || async {
-        let state = process_state(pid)?;
-        ((state == 'T') == stopped).then_some(())
-    })
-    .await;
-}
-
-fn is_alive(pid: u32) -> bool {
-    process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 #[tokio::test]
@@ -495,7 +448,7 @@ async fn replace_command_isolates_and_starts_fresh_instance() {
         .await
         .expect("web-1 is kept");
     assert_eq!(isolated.state(), InstanceState::Isolated);
-    wait_state(isolated_pid, true).await;
+    wait_stopped(isolated_pid, true).await;
     let fresh = harness
         .instance("web", "web-3")
         .await
@@ -725,12 +678,12 @@ async fn hang_is_listed_and_halted() {
         .await
         .expect("repeating the request");
     assert_eq!(first.get_ref().injection, again.get_ref().injection);
-    wait_state(pid, true).await;
+    wait_stopped(pid, true).await;
 
     assert_eq!(active_injections(&mut chaos).await, 1);
     assert_eq!(halt_all(&mut chaos).await, 1);
     assert!(is_alive(pid));
-    wait_state(pid, false).await;
+    wait_stopped(pid, false).await;
 
     let injected: ChaosEvent = next(&mut chaos_events).await;
     assert_eq!(injected.phase, "injected", "{injected:?}");
@@ -762,7 +715,7 @@ async fn hang_with_duration_is_resumed() {
     assert_eq!(injected.phase, "injected");
     let expired: ChaosEvent = next(&mut chaos_events).await;
     assert_eq!(expired.phase, "expired");
-    wait_state(pid, false).await;
+    wait_stopped(pid, false).await;
 }
 
 #[tokio::test]
@@ -942,8 +895,9 @@ async fn sigkill_of_deployer_takes_children_along() {
     }
 }
 
-#[tokio::test]
-async fn restarted_deployer_removes_leftovers_and_continues_ids() {
+/// Stops a deployer of two web instances with `stop`, starts another on the same NATS server
+/// and returns the ids of the instances it serves.
+async fn ids_after_restart(stop: UnixSignal) -> Vec<String> {
     let nats = NatsServer::start();
     let bus = Bus::connect_and_prepare(&nats.url(), "deployer-test")
         .await
@@ -954,11 +908,18 @@ async fn restarted_deployer_removes_leftovers_and_continues_ids() {
         (by_id(&registry).await.len() == 2).then_some(())
     })
     .await;
-    first.signal(UnixSignal::SIGKILL);
-    first.wait_exit(WAIT);
+    first.signal(stop);
+    let status = first.wait_exit(WAIT);
+    if stop == UnixSignal::SIGTERM {
+        assert!(status.success(), "the deployer exited with {status}");
+        assert!(
+            by_id(&registry).await.is_empty(),
+            "a clean stop empties the registry"
+        );
+    }
 
     let _second = Deployer::start(&nats.url(), WEB, &Options::default());
-    let ids = eventually("web-3 and web-4 serving", || async {
+    eventually("two fresh instances serving", || async {
         let entries = by_id(&registry).await;
         let serving: Vec<String> = entries
             .values()
@@ -967,39 +928,25 @@ async fn restarted_deployer_removes_leftovers_and_continues_ids() {
             .collect();
         (serving.len() == 2 && entries.len() == 2).then_some(serving)
     })
-    .await;
-    assert_eq!(ids, ["web-3", "web-4"]);
+    .await
 }
 
 #[tokio::test]
-async fn cleanly_stopped_deployer_is_followed_by_new_ids() {
-    let nats = NatsServer::start();
-    let bus = Bus::connect_and_prepare(&nats.url(), "deployer-test")
-        .await
-        .expect("connecting to the test NATS server");
-    let registry = Registry::open(&bus).await.expect("opening the registry");
-    let mut first = Deployer::start(&nats.url(), WEB, &Options::default());
-    eventually("web-1 and web-2 registered", || async {
-        (by_id(&registry).await.len() == 2).then_some(())
-    })
-    .await;
-    first.signal(UnixSignal::SIGTERM);
-    let status = first.wait_exit(WAIT);
-    assert!(status.success(), "the deployer exited with {status}");
-    assert!(
-        by_id(&registry).await.is_empty(),
-        "a clean stop empties the registry"
+async fn restarted_deployer_removes_leftovers_and_continues_ids() {
+    assert_eq!(
+        ids_after_restart(UnixSignal::SIGKILL).await,
+        ["web-3", "web-4"]
     );
+}
 
-    // The exits of web-1 and web-2 are stored under their signal ids; fresh instances that
-    // took those ids again would have their own exits dropped as duplicates.
-    let _second = Deployer::start(&nats.url(), WEB, &Options::default());
-    let ids = eventually("two fresh instances registered", || async {
-        let entries = by_id(&registry).await;
-        (entries.len() == 2).then(|| entries.keys().cloned().collect::<Vec<_>>())
-    })
-    .await;
-    assert_eq!(ids, ["web-3", "web-4"]);
+/// The exits of web-1 and web-2 are stored under their signal ids, so fresh instances that
+/// took those ids again would have their own exits dropped as duplicates.
+#[tokio::test]
+async fn cleanly_stopped_deployer_is_followed_by_new_ids() {
+    assert_eq!(
+        ids_after_restart(UnixSignal::SIGTERM).await,
+        ["web-3", "web-4"]
+    );
 }
 
 #[tokio::test]
@@ -1045,7 +992,7 @@ async fn observe_of_hung_instance_fails() {
         .inject_fault(inject(ChaosKind::Hang, "web", "web-1"))
         .await
         .expect("injecting a hang");
-    wait_state(web[0].pid, true).await;
+    wait_stopped(web[0].pid, true).await;
     let mut outcomes = harness.subscribe(subjects::outcome("web")).await;
 
     let observe = command("cmd-inc-web-1-g1-a1", Action::Observe, "web-1", 1);

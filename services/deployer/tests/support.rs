@@ -6,3 +6,4 @@
 
 pub mod deployer;
 pub mod nats_server;
+pub mod poll;
