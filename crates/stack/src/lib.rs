@@ -3,6 +3,7 @@
 //! `aro demo` and `aro bench` commands and the end-to-end tests all run on it.
 
 pub mod audit;
+mod docker;
 mod engine;
 mod error;
 mod locate;
@@ -11,6 +12,7 @@ mod process;
 mod stack;
 pub mod timeline;
 
+pub use docker::{docker, docker_fleet_containers, remove_docker_fleet};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use locate::{find_nats_server, find_onnxruntime, repository_root};

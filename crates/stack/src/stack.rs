@@ -64,14 +64,20 @@ impl StackConfig {
         self.extra_args
             .entry(Service::Deployer)
             .or_default()
-            .extend([
-                "--runtime".to_owned(),
-                "docker".to_owned(),
-                "--docker-network".to_owned(),
-                network.to_owned(),
-                "--replica".to_owned(),
-                replica.to_owned(),
-            ]);
+            .extend(Self::docker_args(network, replica));
+    }
+
+    /// The deployer's flags that [`StackConfig::run_in_docker`] adds, for a caller that
+    /// assembles the extra flags itself.
+    pub fn docker_args(network: &str, replica: &str) -> [String; 6] {
+        [
+            "--runtime".to_owned(),
+            "docker".to_owned(),
+            "--docker-network".to_owned(),
+            network.to_owned(),
+            "--replica".to_owned(),
+            replica.to_owned(),
+        ]
     }
 }
 
