@@ -1,6 +1,6 @@
-//! `aro bench`: latency percentiles over many injected crashes and hangs on real processes,
-//! the detector's classification of every fault kind, and its phi accrual suspicion against a
-//! fixed timeout.
+//! `aro bench`: latency percentiles over many injected crashes and hangs on real processes or
+//! containers, the detector's classification of every fault kind, and its phi accrual
+//! suspicion against a fixed timeout.
 
 mod arrivals;
 mod audit_log;
@@ -8,6 +8,7 @@ mod classification;
 mod confusion;
 mod cpu_hog;
 mod detector_comparison;
+mod docker;
 mod fleet_copy;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use aro_proto::v1;
 use aro_stack::timeline::{Timeline, percentile};
-use aro_stack::{Engine, Service};
+use aro_stack::{Engine, Service, StackConfig};
 
 use super::local::LocalArgs;
 
@@ -25,11 +26,17 @@ pub(crate) struct Args {
     #[command(flatten)]
     local: LocalArgs,
 
+    /// Runtime of the deployer. `docker` runs the fleet as containers of the image
+    /// `aro-sample-workload:dev` (`make images`) on the Docker network `aro-bench-fleet`, and
+    /// removes them and the network when the run ends.
+    #[arg(long, value_enum, default_value_t = Runtime::Process)]
+    runtime: Runtime,
+
     /// Crashes (SIGKILL) to inject.
     #[arg(long, default_value_t = 50)]
     crashes: usize,
 
-    /// Hangs (SIGSTOP) to inject.
+    /// Hangs (SIGSTOP of a process, or a paused container) to inject.
     #[arg(long, default_value_t = 50)]
     hangs: usize,
 
@@ -38,6 +45,16 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     comparison: detector_comparison::ComparisonArgs,
+}
+
+/// Runtime of the deployer, which runs the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    /// Local child processes, from `deploy/local/fleet.toml`.
+    Process,
+    /// Containers of the local Docker engine, from a fleet of the same workloads on the image
+    /// `aro-sample-workload:dev`.
+    Docker,
 }
 
 /// Age an instance must have before a fault is injected into it. The detector does not count
@@ -67,31 +84,68 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<()> {
         "--storm-threshold",
         "1000",
     ];
-    let extra = HashMap::from([(Service::Brain, brain_args.map(str::to_owned).to_vec())]);
+    let mut extra = HashMap::from([(Service::Brain, brain_args.map(str::to_owned).to_vec())]);
     let root = aro_stack::repository_root()
         .context("run aro from inside the repository, or set ARO_ROOT")?;
     let run_dir = args.local.run_dir.clone().unwrap_or_else(|| {
         root.join(".run")
             .join(format!("bench-{}", std::process::id()))
     });
-    let source = args
-        .local
-        .workloads
-        .clone()
-        .unwrap_or_else(|| root.join("deploy/local/fleet.toml"));
-    args.local.workloads = Some(fleet_copy::copy(&source, &run_dir.join("fleet"))?);
+    let fleet_dir = run_dir.join("fleet");
+    let _cleanup = match args.runtime {
+        Runtime::Process => {
+            let source = args
+                .local
+                .workloads
+                .clone()
+                .unwrap_or_else(|| root.join("deploy/local/fleet.toml"));
+            args.local.workloads = Some(fleet_copy::copy(&source, &fleet_dir)?);
+            None
+        }
+        Runtime::Docker => {
+            if args.comparison.enabled {
+                bail!(
+                    "--detector-comparison needs heartbeats, which the containers of \
+                     --runtime docker do not push; run it with --runtime process"
+                );
+            }
+            docker::check_image()?;
+            if args.local.workloads.is_none() {
+                args.local.workloads = Some(docker::write_fleet(&fleet_dir)?);
+            }
+            extra.insert(
+                Service::Deployer,
+                StackConfig::docker_args(docker::NETWORK, docker::REPLICA).to_vec(),
+            );
+            Some(docker::Cleanup)
+        }
+    };
     args.local.run_dir = Some(run_dir);
 
-    println!("starting the local stack...");
+    let runtime = clap::ValueEnum::to_possible_value(&args.runtime)
+        .map_or_else(String::new, |value| value.get_name().to_owned());
+    println!("starting the local stack ({runtime} runtime)...");
     let (mut engine, run_dir) = super::local::start(&args.local, "bench", extra).await?;
     println!("logs, JetStream store and fleet: {}", run_dir.display());
-    let result = run_parts(&mut engine, &args).await;
+    // A signal stops the stack as the end of a run does, so that the deployer stops its
+    // workloads and the containers and the network of the Docker runtime are removed.
+    let shutdown = aro_service::shutdown_on_signal();
+    let result = tokio::select! {
+        result = run_parts(&mut engine, &args) => result,
+        () = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted by a signal")),
+    };
     engine.stop().await;
     let reports = result?;
 
     if let Some((crashes, hangs)) = reports.latency {
         report("crash (SIGKILL)", &crashes);
-        report("hang (SIGSTOP)", &hangs);
+        report(
+            match args.runtime {
+                Runtime::Process => "hang (SIGSTOP)",
+                Runtime::Docker => "hang (paused container)",
+            },
+            &hangs,
+        );
         let all: Vec<Timeline> = crashes.into_iter().chain(hangs).collect();
         let decide: Vec<f64> = all.iter().filter_map(Timeline::decide_ms).collect();
         println!(
@@ -146,6 +200,7 @@ async fn inject_all(
 ) -> anyhow::Result<(Vec<Timeline>, Vec<Timeline>)> {
     let (mut crashes, mut hangs) = (Vec::new(), Vec::new());
     let total = args.crashes + args.hangs;
+    let mut picker = classification::Picker::connect(engine).await?;
     let plan = (0..args.crashes.max(args.hangs)).flat_map(|n| {
         let crash = (n < args.crashes).then_some(v1::ChaosKind::Kill);
         let hang = (n < args.hangs).then_some(v1::ChaosKind::Hang);
@@ -153,14 +208,8 @@ async fn inject_all(
     });
     for (number, kind) in plan.enumerate() {
         let workload = if number % 4 < 2 { "web" } else { "beat" };
-        let workloads = engine.wait_until_serving(Duration::from_secs(30)).await?;
-        let (instance, _, age) = serving_instances(&workloads, workload)
-            .into_iter()
-            .max_by_key(|(_, _, age)| *age)
-            .ok_or_else(|| anyhow::anyhow!("workload {workload} has no serving instance"))?;
-        if let Some(wait) = MIN_AGE.checked_sub(age) {
-            tokio::time::sleep(wait).await;
-        }
+        engine.wait_until_serving(Duration::from_secs(30)).await?;
+        let instance = picker.ready(engine, workload, MIN_AGE).await?;
         let injection = engine.inject(kind, workload, &instance).await?;
         let timeline = engine
             .follow_until_finished(&injection.id, args.local.incident_timeout, |_| {})

@@ -12,7 +12,7 @@ use aro_stack::timeline::{instance_name, percentile};
 use aro_stack::{Engine, Service};
 use tonic::transport::Channel;
 
-use super::audit_log::AuditLog;
+use super::audit_log::{AuditLog, Follower};
 use super::confusion::{self, Confusion, INJECTED};
 use super::{MIN_AGE, serving_instances};
 
@@ -85,24 +85,13 @@ pub(super) async fn run(
     args: &ClassificationArgs,
     incident_timeout: Duration,
 ) -> anyhow::Result<Report> {
-    let (log, _follower) = AuditLog::follow(&engine.bus).await?;
-    let address = format!("http://{}", engine.stack.grpc_addr(Service::Detector));
-    let mut detector = DetectorClient::connect(address.clone())
-        .await
-        .with_context(|| format!("connecting to the detector at {address}"))?;
-    let mut restarted = HashSet::new();
+    let mut picker = Picker::connect(engine).await?;
     let mut report = Report::default();
     for number in 0..args.count {
         let kind = INJECTED[number % INJECTED.len()];
         let workload = target_workload(kind, number);
-        let instance = ready_instance(
-            engine,
-            &mut detector,
-            &log,
-            (workload, min_age(kind)),
-            &mut restarted,
-        )
-        .await?;
+        let instance = picker.ready(engine, workload, min_age(kind)).await?;
+        let log = &picker.log;
         let injection = engine.inject(kind, workload, &instance).await?;
         let target = injection
             .targets
@@ -188,14 +177,66 @@ async fn wait_for<T>(
     }
 }
 
-/// Returns the serving instance of `workload` that started first among those ready for an
-/// injection: at least `min_age` old, without a fault in its current generation, and without
-/// an open incident at the detector.
-///
-/// The detector raises at most one fault per generation, so an instance whose current
-/// generation already had one (a log anomaly that was only observed, a replica hit by another
-/// injection) cannot show the next fault. Such instances get a RESTART command of the
-/// benchmark's own, as an operator would send it, and become ready once their incident closes.
+/// Picks the instance each injection goes to, from the faults of the audit trail and the
+/// incidents the detector has open.
+pub(super) struct Picker {
+    /// Faults and incidents of the audit trail, filled while the picker lives.
+    pub(super) log: AuditLog,
+    _follower: Follower,
+    detector: DetectorClient<Channel>,
+    /// Generations the benchmark restarted itself.
+    restarted: HashSet<(String, u64)>,
+}
+
+impl std::fmt::Debug for Picker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picker")
+            .field("restarted", &self.restarted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Picker {
+    /// Follows the audit trail and connects to the detector of `engine`.
+    pub(super) async fn connect(engine: &Engine) -> anyhow::Result<Self> {
+        let (log, follower) = AuditLog::follow(&engine.bus).await?;
+        let address = format!("http://{}", engine.stack.grpc_addr(Service::Detector));
+        let detector = DetectorClient::connect(address.clone())
+            .await
+            .with_context(|| format!("connecting to the detector at {address}"))?;
+        Ok(Self {
+            log,
+            _follower: follower,
+            detector,
+            restarted: HashSet::new(),
+        })
+    }
+
+    /// Returns the serving instance of `workload` that started first among those ready for an
+    /// injection: at least `min_age` old, without a fault in its current generation, and
+    /// without an open incident at the detector.
+    ///
+    /// The detector raises at most one fault per generation, so an instance whose current
+    /// generation already had one (a log anomaly that was only observed or escalated, a replica
+    /// hit by another injection) cannot show the next fault. Such instances get a RESTART
+    /// command of the benchmark's own, as an operator would send it, and become ready once
+    /// their incident closes.
+    pub(super) async fn ready(
+        &mut self,
+        engine: &mut Engine,
+        workload: &str,
+        min_age: Duration,
+    ) -> anyhow::Result<String> {
+        let Self {
+            log: faults,
+            detector,
+            restarted,
+            ..
+        } = self;
+        ready_instance(engine, detector, faults, (workload, min_age), restarted).await
+    }
+}
+
 async fn ready_instance(
     engine: &mut Engine,
     detector: &mut DetectorClient<Channel>,
