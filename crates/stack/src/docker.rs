@@ -27,7 +27,16 @@ pub fn remove_docker_fleet(network: &str, replica: &str) -> Result<(), String> {
         "label=io.aro.managed=true",
     ])
     .is_some_and(|listed| !listed.trim().is_empty());
-    if managed && docker(&["network", "rm", network]).is_none() {
+    // Removing a network right after its last container can fail while the engine still
+    // releases that container's endpoint, so the removal is retried for about 2 s.
+    if managed
+        && !(0..10).any(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            docker(&["network", "rm", network]).is_some()
+        })
+    {
         failed.push(format!("the network {network}"));
     }
     if failed.is_empty() {

@@ -8,13 +8,12 @@
 //! Every container and the network carry the label `io.aro.managed=true` and are removed when
 //! the test ends, passed or failed.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aro_e2e::{assert_single_recovery, config, inject_and_follow, serial, start};
 use aro_proto::v1;
-use aro_stack::StackConfig;
 use aro_stack::audit::{self, AuditEvent};
+use aro_stack::{StackConfig, docker};
 use futures::StreamExt;
 
 fn image() -> String {
@@ -43,20 +42,6 @@ timeout = "200ms"
     )
 }
 
-/// Runs `docker` with `args` and returns its standard output; `None` when it failed.
-fn docker(args: &[&str]) -> Option<String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The test's network and deployer replica; dropping it removes their containers and the
 /// network.
 struct DockerScope {
@@ -77,20 +62,7 @@ impl DockerScope {
 
     /// Ids of the containers labelled with the scope's replica.
     fn containers(&self) -> Vec<String> {
-        let replica = format!("label=io.aro.replica={}", self.name);
-        docker(&[
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            "label=io.aro.managed=true",
-            "--filter",
-            &replica,
-        ])
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+        aro_stack::docker_fleet_containers(&self.name)
     }
 
     /// Builds a stack configuration whose deployer runs the sample fleet in this scope, with the
@@ -108,26 +80,7 @@ impl DockerScope {
 
 impl Drop for DockerScope {
     fn drop(&mut self) {
-        let containers = self.containers();
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "--force", "--volumes"];
-            args.extend(containers.iter().map(String::as_str));
-            let _ = docker(&args);
-        }
-        let name = format!("name=^{}$", self.name);
-        let managed = docker(&[
-            "network",
-            "ls",
-            "--quiet",
-            "--filter",
-            &name,
-            "--filter",
-            "label=io.aro.managed=true",
-        ])
-        .is_some_and(|listed| !listed.trim().is_empty());
-        if managed {
-            let _ = docker(&["network", "rm", &self.name]);
-        }
+        let _ = aro_stack::remove_docker_fleet(&self.name, &self.name);
     }
 }
 
