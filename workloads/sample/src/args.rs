@@ -20,19 +20,19 @@ pub(crate) struct Args {
     #[arg(long, env = "ARO_HOST", default_value = "127.0.0.1")]
     pub(crate) host: IpAddr,
 
-    /// Address of the detector's gRPC server, as `host:port` or an `http://` URL. No
-    /// heartbeats are sent when it is unset.
+    /// Address of the detector's gRPC server, as `host:port` or an `http://` URL.
     #[arg(long, env = "ARO_DETECTOR_ADDR", requires_all = ["workload", "instance"])]
     pub(crate) detector_addr: Option<String>,
 
-    /// Time between two heartbeats, in milliseconds.
+    /// Time between two heartbeats, in milliseconds. Heartbeats are sent only when this and
+    /// the detector's address are both set: the deployer sets the interval only for
+    /// workloads that declare heartbeats.
     #[arg(
         long,
         env = "ARO_HEARTBEAT_INTERVAL_MS",
-        default_value_t = 250,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub(crate) heartbeat_interval_ms: u64,
+    pub(crate) heartbeat_interval_ms: Option<u64>,
 
     /// Workload name sent with each heartbeat.
     #[arg(long, env = "ARO_WORKLOAD")]
@@ -49,9 +49,11 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    /// Returns what the heartbeat task needs, or `None` when no detector address is set.
+    /// Returns what the heartbeat task needs, or `None` when the detector's address or the
+    /// heartbeat interval is not set.
     pub(crate) fn heartbeat_config(&self) -> anyhow::Result<Option<HeartbeatConfig>> {
-        let Some(addr) = &self.detector_addr else {
+        let (Some(addr), Some(interval_ms)) = (&self.detector_addr, self.heartbeat_interval_ms)
+        else {
             return Ok(None);
         };
         let url = if addr.contains("://") {
@@ -65,7 +67,7 @@ impl Args {
             endpoint,
             workload: self.workload.clone().unwrap_or_default(),
             instance: self.instance.clone().unwrap_or_default(),
-            interval: Duration::from_millis(self.heartbeat_interval_ms),
+            interval: Duration::from_millis(interval_ms),
         }))
     }
 }

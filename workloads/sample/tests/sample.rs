@@ -197,6 +197,22 @@ async fn heartbeats_reach_detector_started_later() {
     );
 }
 
+#[tokio::test]
+async fn no_heartbeats_without_an_interval() {
+    let port = free_port();
+    let detector = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let recorder = Recorder::default();
+    serve_recorder(detector, recorder.clone()).await;
+    let mut command = command(port, Some(detector));
+    command.env_remove("ARO_HEARTBEAT_INTERVAL_MS");
+    let _workload = Workload(command.spawn().expect("starting the sample workload"));
+    wait_http(port).await;
+
+    // At the 50 ms interval of the other tests, this is ten heartbeats.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(recorder.received().is_empty());
+}
+
 /// Status code of an HTTP response.
 fn status_code(response: &str) -> u16 {
     response
