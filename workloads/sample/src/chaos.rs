@@ -155,7 +155,7 @@ async fn grow_memory(State(chaos): State<Shared>, request: Request) -> Response 
 
 async fn corrupt_data(State(chaos): State<Shared>) -> String {
     chaos.data.set_corrupt(true);
-    info!(checksum = %chaos.data.checksum(), "chaos: data corrupt");
+    info!(checksum = %chaos.data.checksum(), "chaos: data checksum altered");
     format!("data checksum is now {}\n", chaos.data.checksum())
 }
 
