@@ -102,11 +102,11 @@ pub(crate) struct Args {
     lines: Option<u32>,
 
     /// grow-memory: MiB to allocate per second (default: reach the memory limit in 16 s).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     mib_per_sec: Option<u64>,
 
     /// grow-memory: MiB to allocate in all (default: 1.5 times the memory limit).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_mib: Option<u64>,
 
     /// Deployer gRPC address.
