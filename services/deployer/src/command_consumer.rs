@@ -47,11 +47,31 @@ pub async fn run<R: Runtime>(
         supervisor,
         ledger: Mutex::default(),
     });
-    let tracker = TaskTracker::new();
     let spec = ConsumerSpec::new(subjects::COMMANDS_STREAM, DURABLE, "aro.commands.>");
-    let consumed = aro_bus::consume(&bus, spec, shutdown, |delivery: Delivery<Command>| {
+    consume_in_tasks(&bus, spec, shutdown, grace, move |delivery, _| {
         let handler = Arc::clone(&handler);
-        tracker.spawn(async move { handler.handle(delivery).await });
+        async move { handler.handle(delivery).await }
+    })
+    .await;
+}
+
+/// Consumes commands with `spec` until `shutdown` is cancelled, each in a task of its own
+/// that `handle` gets with the consumer's maximum deliveries. Then gives running commands
+/// `grace` to finish; those still running are not acknowledged and come again.
+pub(crate) async fn consume_in_tasks<H, F>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    shutdown: CancellationToken,
+    grace: Duration,
+    handle: H,
+) where
+    H: Fn(Delivery<Command>, i64) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let max_deliver = spec.max_deliver;
+    let consumed = aro_bus::consume(bus, spec, shutdown, |delivery: Delivery<Command>| {
+        tracker.spawn(handle(delivery, max_deliver));
         std::future::ready(())
     })
     .await;

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::chaos::ChaosState;
-use crate::command_consumer::{DURABLE, outcome_workload};
+use crate::command_consumer::{DURABLE, consume_in_tasks, outcome_workload};
 use crate::domain::chaos::State;
 use crate::grpc::ChaosService;
 use crate::injections;
@@ -272,25 +272,12 @@ pub async fn consume_commands(
         executor,
         metrics,
     });
-    let tasks = TaskTracker::new();
     let spec = ConsumerSpec::new(subjects::COMMANDS_STREAM, DURABLE, "aro.commands.>");
-    let max_deliver = spec.max_deliver;
-    let consumed = aro_bus::consume(&bus, spec, shutdown, |delivery: Delivery<Command>| {
+    consume_in_tasks(&bus, spec, shutdown, grace, move |delivery, max_deliver| {
         let handler = Arc::clone(&handler);
-        tasks.spawn(async move { handler.handle(delivery, max_deliver).await });
-        std::future::ready(())
+        async move { handler.handle(delivery, max_deliver).await }
     })
     .await;
-    if let Err(error) = consumed {
-        error!(%error, "consuming commands failed");
-    }
-    tasks.close();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        warn!(
-            ?grace,
-            "commands still running at the end of the shutdown grace; they will be redelivered"
-        );
-    }
 }
 
 #[derive(Debug)]
