@@ -67,7 +67,7 @@ impl StackConfig {
             .extend(Self::docker_args(network, replica));
     }
 
-    /// The deployer's flags that [`StackConfig::run_in_docker`] adds, for a caller that
+    /// Returns the deployer flags that [`StackConfig::run_in_docker`] adds, for a caller that
     /// assembles the extra flags itself.
     pub fn docker_args(network: &str, replica: &str) -> [String; 6] {
         [

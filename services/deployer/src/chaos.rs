@@ -39,14 +39,14 @@ pub struct FleetView {
     pub workloads: Vec<(String, BTreeMap<String, String>)>,
     pub candidates: Vec<Candidate>,
     /// Labels of each instance, by (workload, instance), for a runtime whose instances carry
-    /// their own labels; a label selector then hits only the instances that carry them.
+    /// their own labels. A label selector then hits only the instances that carry them.
     /// Empty where labels belong to the workload.
     pub instance_labels: HashMap<(String, String), BTreeMap<String, String>>,
 }
 
 /// A runtime that serves the Chaos API: it lists its instances and makes and undoes faults.
 pub trait ChaosRuntime: Send + Sync + 'static {
-    /// The runtime's fault-injection state.
+    /// Returns the runtime's fault-injection state.
     fn chaos(&self) -> &ChaosState;
 
     /// Name of the runtime, stored with each injection.

@@ -552,7 +552,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "local".to_owned())
 }
 
-/// Directory that holds `file`: `.` for a bare file name.
+/// Returns the directory of `file`, or `.` for a bare file name.
 fn directory_of(file: &Path) -> &Path {
     match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

@@ -90,7 +90,7 @@ pub struct Supervisor<R> {
     bus: Bus,
     registry: Registry,
     writer: RegistryWriter,
-    /// Where the numbers of fresh instance ids outlive the instances.
+    /// Store of the numbers of fresh instance ids, which outlives the instances.
     instance_numbers: InstanceNumbers,
     fleet: Mutex<Fleet>,
     chaos: ChaosState,
@@ -303,7 +303,8 @@ impl<R: Runtime> Supervisor<R> {
         Ok(self.spawned(&record, &health, start_timeout, launched))
     }
 
-    /// A started generation of `record`, with its health probe rendered at its address.
+    /// Describes a started generation of `record`, with its health probe rendered at its
+    /// address.
     fn spawned(
         &self,
         record: &InstanceRecord,

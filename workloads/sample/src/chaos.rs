@@ -74,8 +74,8 @@ impl Chaos {
 type Shared = Arc<Chaos>;
 
 /// Returns the routes of the chaos hooks. On a loopback address they serve loopback peers
-/// only; on another address (inside a container, on the project's network) they serve the
-/// peers that reach it.
+/// only. On another address (inside a container, on the project's network) they serve every
+/// peer that reaches it.
 pub(crate) fn routes(chaos: Shared, bound: IpAddr) -> axum::Router {
     axum::Router::new()
         .route("/chaos", get(status))
@@ -89,7 +89,7 @@ pub(crate) fn routes(chaos: Shared, bound: IpAddr) -> axum::Router {
 }
 
 /// Rejects peers that are not on the loopback interface while the server is bound to
-/// loopback, so none should get here; this keeps the hooks closed if that ever changes.
+/// loopback. None should get here, so this only keeps the hooks closed if that changes.
 async fn local_only(
     State(bound): State<IpAddr>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -155,7 +155,7 @@ impl Fleet {
         }
     }
 
-    /// The number the next fresh instance id of `workload` takes.
+    /// Returns the number the next fresh instance id of `workload` takes.
     pub fn next_number(&self, workload: &str) -> Option<u64> {
         self.workloads.get(workload).map(|entry| entry.next_number)
     }

@@ -18,7 +18,7 @@ pub const RESERVED_ENV: [&str; 6] = [
     "ARO_HEARTBEAT_INTERVAL_MS",
 ];
 
-/// What a workload runs.
+/// Program of a workload: a command or an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProgramSpec {
     /// Program name (looked up on `PATH`) or path, as written in the file; the process
@@ -38,7 +38,7 @@ impl ProgramSpec {
         }
     }
 
-    /// The command or image as written.
+    /// Returns the command or image as written in the workload file.
     pub fn as_str(&self) -> &str {
         match self {
             Self::Command(value) | Self::Image(value) => value,
@@ -169,7 +169,7 @@ impl WorkloadSpec {
     }
 }
 
-/// Longest name part of a label key, and longest label value.
+/// Maximum length of the name part of a label key, and of a label value.
 pub const MAX_LABEL_NAME_LEN: usize = 63;
 
 /// Longest prefix of a label key (a DNS subdomain).

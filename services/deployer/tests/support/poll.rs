@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-/// Longest wait for anything a test expects.
+/// Maximum wait for anything a test expects.
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it returns a value.

@@ -87,12 +87,12 @@ impl Process {
         Ok(parse_vm_rss(&status))
     }
 
-    /// Returns true when the process sees another file system than this one: it runs in a
-    /// container, whose paths mean nothing here.
+    /// Returns true when the process runs in another mount namespace than this one, as in a
+    /// container, so that its paths do not name files of this host.
     pub(crate) fn in_container(self) -> io::Result<bool> {
         let own = std::fs::read_link("/proc/self/ns/mnt")?;
-        let its = std::fs::read_link(proc_path(self.pid, "ns/mnt"))?;
-        Ok(own != its)
+        let target = std::fs::read_link(proc_path(self.pid, "ns/mnt"))?;
+        Ok(own != target)
     }
 
     /// Returns true while the process exists and has not exited.
@@ -103,8 +103,8 @@ impl Process {
             .is_some_and(|(state, _)| state != 'Z')
     }
 
-    /// Returns the path that opens `path` as the process sees it, through its root directory:
-    /// the container's file for a process in a container.
+    /// Returns the path under the process's root directory that opens `path` of the process,
+    /// which is the container's file for a process in a container.
     pub(crate) fn file(self, path: &Path) -> PathBuf {
         let relative = path.strip_prefix("/").unwrap_or(path);
         proc_path(self.pid, "root").join(relative)
